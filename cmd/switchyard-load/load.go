@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// result is one run's figure; the text line and the -json object carry the
+// same fields.
+type result struct {
+	Scenario        string   `json:"scenario"`
+	Concurrency     int      `json:"c"`
+	Duration        string   `json:"duration"`
+	DurationSeconds float64  `json:"duration_seconds"` // measured window actually run
+	Warmup          string   `json:"warmup"`
+	Rate            float64  `json:"rate"` // 0 = closed loop
+	Requests        int64    `json:"requests"`
+	Errors          int64    `json:"errors"`
+	Dropped         int64    `json:"dropped"` // open loop: arrivals skipped, all workers busy
+	RPS             float64  `json:"rps"`
+	P50ms           float64  `json:"p50_ms"`
+	P90ms           float64  `json:"p90_ms"`
+	P99ms           float64  `json:"p99_ms"`
+	MaxMs           float64  `json:"max_ms"`
+	ErrorSamples    []string `json:"error_samples,omitempty"`
+}
+
+func (r result) text() string {
+	s := fmt.Sprintf("scenario=%s c=%d duration=%s requests=%d errors=%d rps=%.1f p50=%.3fms p90=%.3fms p99=%.3fms max=%.3fms",
+		r.Scenario, r.Concurrency, r.Duration, r.Requests, r.Errors, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.MaxMs)
+	if r.Rate > 0 {
+		s += fmt.Sprintf(" rate=%g dropped=%d", r.Rate, r.Dropped)
+	}
+	return s
+}
+
+// execute does setup and the timed run. On failure it returns the exit code.
+func execute(ctx context.Context, cfg config, stderr io.Writer) (result, int, error) {
+	base := cfg.url
+	if cfg.scenario == "bare" {
+		bs, err := startBare()
+		if err != nil {
+			return result{}, 1, fmt.Errorf("starting bare server: %w", err)
+		}
+		defer bs.Close()
+		base = bs.URL()
+	} else if cfg.key == "" {
+		fmt.Fprintln(stderr, "switchyard-load: note: -key is empty; no x-user-secret-key header is sent")
+	}
+
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // load goes straight to the target
+	tr.MaxIdleConns = cfg.c + 16
+	tr.MaxIdleConnsPerHost = cfg.c + 16 // >= concurrency: every worker keeps its connection
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{
+		Transport: tr,
+		// A redirect is reported as its own status, not followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+
+	// Setup: a reachability probe (any status will do), then the scenario's
+	// own untimed requests.
+	su := &setupper{hc: hc, key: cfg.key}
+	if err := su.do(ctx, http.MethodGet, base+"/", nil, 0, nil); err != nil {
+		return result{}, 1, err
+	}
+	tgt, err := scenarios[cfg.scenario](ctx, su, cfg, base)
+	if err != nil {
+		return result{}, 1, err
+	}
+
+	res := drive(ctx, hc, cfg, tgt)
+	if res.DurationSeconds < cfg.d.Seconds() {
+		fmt.Fprintf(stderr, "switchyard-load: run interrupted after %.2fs of %s\n", res.DurationSeconds, cfg.d)
+	}
+	return res, 0, nil
+}
+
+// worker holds one goroutine's private tallies; merged after the run.
+type worker struct {
+	lat      []time.Duration
+	requests int64
+	errors   int64
+	samples  []errSample
+	idBuf    []byte
+}
+
+type errSample struct {
+	key   string
+	count int64
+}
+
+const maxSamples = 5
+
+func (w *worker) fail(key string) {
+	w.errors++
+	for i := range w.samples {
+		if w.samples[i].key == key {
+			w.samples[i].count++
+			return
+		}
+	}
+	if len(w.samples) < maxSamples {
+		w.samples = append(w.samples, errSample{key: key, count: 1})
+	}
+}
+
+// drive runs the timed load: warmup, then the measured window, then stops.
+// Every goroutine it starts has returned when it returns.
+func drive(parent context.Context, hc *http.Client, cfg config, tgt target) result {
+	var rid [6]byte
+	_, _ = rand.Read(rid[:])
+	runID := hex.EncodeToString(rid[:])
+	var seq atomic.Uint64
+
+	runStart := time.Now()
+	measureStart := runStart.Add(cfg.warmup)
+	end := measureStart.Add(cfg.d)
+	ctx, cancel := context.WithDeadline(parent, end)
+	defer cancel()
+
+	// once sends one request. start is when the request was due: now in
+	// closed loop, the scheduled arrival in open loop (so queueing delay
+	// counts against latency rather than being hidden).
+	once := func(w *worker, start time.Time) {
+		n := seq.Add(1)
+		w.idBuf = append(w.idBuf[:0], runID...)
+		w.idBuf = append(w.idBuf, '-')
+		w.idBuf = strconv.AppendUint(w.idBuf, n, 10)
+		var body []byte
+		if tgt.body != nil {
+			body = tgt.body(w.idBuf)
+		}
+		req, err := newRequest(ctx, tgt.method, tgt.url, body, cfg.key)
+		if err != nil {
+			w.fail("request: " + err.Error())
+			return
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return // cut off by the end of the run: not a server error
+			}
+			if !start.Before(measureStart) {
+				w.requests++
+				w.fail("transport: " + truncate(err.Error()))
+			}
+			return
+		}
+		var snip []byte
+		if resp.StatusCode == tgt.expect {
+			_, err = io.Copy(io.Discard, resp.Body)
+		} else {
+			snip, err = io.ReadAll(io.LimitReader(resp.Body, 200))
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+			}
+		}
+		resp.Body.Close()
+		elapsed := time.Since(start)
+		if err != nil && ctx.Err() != nil {
+			return
+		}
+		if start.Before(measureStart) {
+			return // warmup
+		}
+		w.requests++
+		switch {
+		case err != nil:
+			w.fail("transport: reading body: " + truncate(err.Error()))
+		case resp.StatusCode != tgt.expect:
+			w.lat = append(w.lat, elapsed)
+			w.fail("status=" + strconv.Itoa(resp.StatusCode) + " body=" + snippet(snip))
+		default:
+			w.lat = append(w.lat, elapsed)
+		}
+	}
+
+	workers := make([]*worker, cfg.c)
+	var wg sync.WaitGroup
+	var dropped int64
+
+	if cfg.rate <= 0 {
+		// Closed loop: c workers, each sending back to back.
+		for i := range workers {
+			w := &worker{lat: make([]time.Duration, 0, 1024)}
+			workers[i] = w
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					once(w, time.Now())
+				}
+			})
+		}
+	} else {
+		// Open loop: a dispatcher emits arrivals on schedule; c workers take
+		// them. If every worker is busy and the queue (c deep) is full, the
+		// arrival is dropped and counted, keeping the schedule honest.
+		arrivals := make(chan time.Time, cfg.c)
+		wg.Go(func() {
+			defer close(arrivals)
+			timer := time.NewTimer(0)
+			defer timer.Stop()
+			var sent int64
+			at := func(i int64) time.Time {
+				return runStart.Add(time.Duration(float64(i) / cfg.rate * float64(time.Second)))
+			}
+			for {
+				now := time.Now()
+				for ; !at(sent).After(now); sent++ {
+					t := at(sent)
+					if !t.Before(end) {
+						return
+					}
+					select {
+					case arrivals <- t:
+					default:
+						if !t.Before(measureStart) {
+							dropped++
+						}
+					}
+				}
+				timer.Reset(time.Until(at(sent)))
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+			}
+		})
+		for i := range workers {
+			w := &worker{lat: make([]time.Duration, 0, 1024)}
+			workers[i] = w
+			wg.Go(func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case t, ok := <-arrivals:
+						if !ok {
+							return
+						}
+						once(w, t)
+					}
+				}
+			})
+		}
+	}
+
+	wg.Wait()
+	// The measured window: the full -d, or less if interrupted.
+	window := min(max(time.Since(measureStart), 0), cfg.d)
+
+	res := result{
+		Scenario:        cfg.scenario,
+		Concurrency:     cfg.c,
+		Duration:        cfg.d.String(),
+		DurationSeconds: window.Seconds(),
+		Warmup:          cfg.warmup.String(),
+		Rate:            cfg.rate,
+		Dropped:         dropped,
+	}
+	var all []time.Duration
+	total := 0
+	for _, w := range workers {
+		total += len(w.lat)
+	}
+	all = make([]time.Duration, 0, total)
+	var samples []errSample
+	for _, w := range workers {
+		all = append(all, w.lat...)
+		res.Requests += w.requests
+		res.Errors += w.errors
+		samples = mergeSamples(samples, w.samples)
+	}
+	slices.Sort(all)
+	if window > 0 {
+		res.RPS = float64(res.Requests) / window.Seconds()
+	}
+	res.P50ms = ms(percentile(all, 0.50))
+	res.P90ms = ms(percentile(all, 0.90))
+	res.P99ms = ms(percentile(all, 0.99))
+	if len(all) > 0 {
+		res.MaxMs = ms(all[len(all)-1])
+	}
+	for _, s := range samples {
+		res.ErrorSamples = append(res.ErrorSamples, fmt.Sprintf("%s (x%d)", s.key, s.count))
+	}
+	return res
+}
+
+func mergeSamples(into, from []errSample) []errSample {
+next:
+	for _, f := range from {
+		for i := range into {
+			if into[i].key == f.key {
+				into[i].count += f.count
+				continue next
+			}
+		}
+		if len(into) < maxSamples {
+			into = append(into, f)
+		}
+	}
+	return into
+}
+
+// percentile is the nearest-rank p-quantile of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func truncate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}

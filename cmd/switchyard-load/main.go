@@ -1,0 +1,149 @@
+// Command switchyard-load drives a running switchyard (Paydock-compatible)
+// server over HTTP for a bounded time and reports throughput and latency:
+// requests, errors, req/s, p50, p90, p99 and max.
+//
+// The "bare" scenario starts an in-process HTTP server that only decodes the
+// JSON body and answers a fixed-shape envelope, giving the bare-HTTP baseline
+// the real scenarios are compared to on the same machine.
+//
+// Exit codes: 0 success (even if some requests failed), 1 server unreachable
+// or setup failed, 2 bad flags.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+)
+
+const (
+	maxDuration = 10 * time.Minute
+	maxWarmup   = 1 * time.Minute
+)
+
+// config holds the parsed, validated flags.
+type config struct {
+	url      string
+	key      string
+	c        int
+	d        time.Duration
+	rate     float64
+	warmup   time.Duration
+	scenario string
+	path     string
+	gateway  string
+	json     bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "switchyard-load:", err)
+		}
+		return 2
+	}
+
+	res, code, err := execute(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "switchyard-load:", err)
+		return code
+	}
+
+	if cfg.json {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(res); err != nil {
+			fmt.Fprintln(stderr, "switchyard-load:", err)
+			return 1
+		}
+	} else {
+		fmt.Fprintln(stdout, res.text())
+	}
+	for _, s := range res.ErrorSamples {
+		fmt.Fprintf(stderr, "error sample: %s\n", s)
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("switchyard-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.url, "url", "", "base URL of the server, e.g. http://127.0.0.1:8080 (not needed for -scenario bare)")
+	fs.StringVar(&cfg.key, "key", "", "value for header x-user-secret-key")
+	fs.IntVar(&cfg.c, "c", 32, "concurrency (closed loop) or worker cap (open loop)")
+	fs.DurationVar(&cfg.d, "d", 10*time.Second, "measured duration (max 10m)")
+	fs.Float64Var(&cfg.rate, "rate", 0, "0 = closed loop at -c; >0 = open-loop arrivals per second, -c workers cap")
+	fs.DurationVar(&cfg.warmup, "warmup", 1*time.Second, "warmup before measuring, not counted (max 1m)")
+	fs.StringVar(&cfg.scenario, "scenario", "gateway-create", "one of: "+strings.Join(scenarioNames(), ", "))
+	fs.StringVar(&cfg.path, "path", "", "request path for -scenario get, e.g. /v1/gateways")
+	fs.StringVar(&cfg.gateway, "gateway", "", "gateway_id for -scenario customer-create-card")
+	fs.BoolVar(&cfg.json, "json", false, "print one JSON result object instead of text")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	switch {
+	case cfg.c < 1:
+		return cfg, fmt.Errorf("-c must be >= 1, got %d", cfg.c)
+	case cfg.c > 10000:
+		return cfg, fmt.Errorf("-c must be <= 10000, got %d", cfg.c)
+	case cfg.d <= 0:
+		return cfg, fmt.Errorf("-d must be > 0, got %s", cfg.d)
+	case cfg.d > maxDuration:
+		return cfg, fmt.Errorf("-d must be <= %s, got %s", maxDuration, cfg.d)
+	case cfg.warmup < 0:
+		return cfg, fmt.Errorf("-warmup must be >= 0, got %s", cfg.warmup)
+	case cfg.warmup > maxWarmup:
+		return cfg, fmt.Errorf("-warmup must be <= %s, got %s", maxWarmup, cfg.warmup)
+	case cfg.rate < 0 || cfg.rate != cfg.rate || cfg.rate > 1e7:
+		return cfg, fmt.Errorf("-rate must be in [0, 1e7], got %v", cfg.rate)
+	}
+
+	if _, ok := scenarios[cfg.scenario]; !ok {
+		return cfg, fmt.Errorf("unknown -scenario %q (want one of: %s)", cfg.scenario, strings.Join(scenarioNames(), ", "))
+	}
+	if cfg.scenario != "bare" {
+		u, err := url.Parse(cfg.url)
+		if cfg.url == "" {
+			return cfg, errors.New("-url is required for -scenario " + cfg.scenario)
+		}
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, fmt.Errorf("-url must be an absolute http(s) URL, got %q", cfg.url)
+		}
+		cfg.url = strings.TrimRight(cfg.url, "/")
+	}
+	switch cfg.scenario {
+	case "get":
+		if cfg.path == "" {
+			return cfg, errors.New("-path is required for -scenario get")
+		}
+		if !strings.HasPrefix(cfg.path, "/") {
+			cfg.path = "/" + cfg.path
+		}
+	case "customer-create-card":
+		if cfg.gateway == "" {
+			return cfg, errors.New("-gateway is required for -scenario customer-create-card")
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,248 @@
+// Package app wires Switchyard together: config → store → keyring →
+// services → HTTP, and implements the command line (spec §11).
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"switchyard/internal/auth"
+	"switchyard/internal/config"
+	"switchyard/internal/gateway"
+	"switchyard/internal/keyring"
+	"switchyard/internal/store"
+	"switchyard/internal/store/sqlite"
+)
+
+// Version is set at build time with -ldflags "-X switchyard/internal/app.Version=…".
+var Version = "dev"
+
+const usage = `usage: switchyard [command] [flags]
+
+commands:
+  serve                          run the server (default)
+  account create --name NAME [--json]
+                                 create an account with fresh keys
+  migrate                        apply schema migrations and exit
+  version                        print the version
+`
+
+// Run runs the command in args (without the program name) and returns the
+// process exit code.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, getenv, stdout, stderr)
+	case "account":
+		if len(args) == 0 || args[0] != "create" {
+			err = &config.Error{Msg: "usage: switchyard account create --name NAME [--json]"}
+		} else {
+			err = accountCreate(ctx, args[1:], getenv, stdout)
+		}
+	case "migrate":
+		err = migrateCmd(ctx, args, getenv, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "switchyard", Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = &config.Error{Msg: fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+	}
+	return exitCode(err, stderr)
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		fmt.Fprintln(stderr, "switchyard:", ce.Msg)
+		return 2
+	}
+	fmt.Fprintln(stderr, "switchyard:", err)
+	return 1
+}
+
+// env is what every store-opening command builds from its flags.
+type env struct {
+	cfg   config.Config
+	log   *slog.Logger
+	eng   store.Engine
+	store *store.Store
+	ring  *keyring.Ring
+	now   func() time.Time
+}
+
+func (e *env) Close() error { return e.eng.Close() }
+
+// open parses the common flags, opens the store (migrating it) and loads
+// the keyring. extra registers command-specific flags.
+func open(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet), onCommit func(int, time.Duration)) (*env, []string, error) {
+	var cfg config.Config
+	fs := config.FlagSet(name, &cfg)
+	if extra != nil {
+		extra(fs)
+	}
+	rest, err := config.Parse(fs, &cfg, args, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rest) > 0 {
+		return nil, nil, &config.Error{Msg: fmt.Sprintf("unexpected argument %q", rest[0])}
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.DatabaseURL != "" {
+		return nil, nil, errors.New("PostgreSQL (--database-url) is not available in this build yet; run without it for the embedded store")
+	}
+	ring, err := loadRing(cfg, getenv, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{GroupCommit: cfg.GroupCommit, OnCommit: onCommit})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	return &env{cfg: cfg, log: log, eng: eng, store: store.New(eng), ring: ring, now: time.Now}, rest, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, &config.Error{Msg: "invalid --log-level"}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// loadRing finds the master keys by the precedence of spec §11.
+func loadRing(cfg config.Config, getenv func(string) string, log *slog.Logger) (*keyring.Ring, error) {
+	switch {
+	case cfg.MasterKeyFile != "":
+		b, err := os.ReadFile(cfg.MasterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read master key file: %w", err)
+		}
+		r, err := keyring.ParseMaterial(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("master key file %s: %w", cfg.MasterKeyFile, err)
+		}
+		return r, nil
+	case cfg.MasterKey != "":
+		r, err := keyring.ParseMaterial(cfg.MasterKey)
+		if err != nil {
+			return nil, fmt.Errorf("SWITCHYARD_MASTER_KEY: %w", err)
+		}
+		return r, nil
+	case cfg.DatabaseURL != "":
+		return nil, errors.New("no master key configured: with --database-url set --master-key-file or SWITCHYARD_MASTER_KEY")
+	}
+	path := filepath.Join(cfg.DataDir, "master.key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		entry, err := keyring.NewEntry(1)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", path, err)
+		}
+		if _, err := f.WriteString(entry + "\n"); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		b = []byte(entry)
+	} else if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	log.Warn("using the development master key beside the data; set --master-key-file or SWITCHYARD_MASTER_KEY in production", "path", path)
+	r, err := keyring.ParseMaterial(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+func accountCreate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var name string
+	var asJSON bool
+	e, _, err := open(ctx, "account create", args, getenv, io.Discard, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "account name")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+	}, nil)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if strings.TrimSpace(name) == "" {
+		return &config.Error{Msg: "account create needs --name NAME"}
+	}
+	a, keys, err := auth.NewService(e.store, e.now).Create(ctx, name)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]string{"account_id": a.ID, "name": a.Name, "secret_key": keys.Secret, "public_key": keys.Public})
+	}
+	fmt.Fprintf(stdout, "account id: %s\nname: %s\nsecret key: %s\npublic key: %s\n", a.ID, a.Name, keys.Secret, keys.Public)
+	return nil
+}
+
+func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	e, _, err := open(ctx, "migrate", args, getenv, io.Discard, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
+
+// sandbox creates the first account and its Simulator gateway on an empty
+// store and returns what to print; nothing when accounts exist.
+func sandbox(ctx context.Context, authSvc *auth.Service, gateways *gateway.Service) ([]string, error) {
+	n, err := authSvc.Count(ctx)
+	if err != nil || n > 0 {
+		return nil, err
+	}
+	a, keys, err := authSvc.Create(ctx, "Sandbox")
+	if err != nil {
+		return nil, err
+	}
+	g, err := gateways.Create(ctx, a.ID, gateway.Input{Type: gateway.Simulator, Name: "Sandbox", Default: true, DefaultSet: true})
+	if err != nil {
+		return nil, err
+	}
+	return []string{"secret key: " + keys.Secret, "public key: " + keys.Public, "gateway id: " + g.ID}, nil
+}

@@ -1,0 +1,114 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"switchyard/api"
+	"switchyard/internal/auth"
+	"switchyard/internal/gateway"
+	"switchyard/internal/httpapi"
+)
+
+// shutdownGrace is how long in-flight requests may finish (spec §11).
+const shutdownGrace = 30 * time.Second
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	metrics := httpapi.NewMetrics()
+	e, _, err := open(ctx, "serve", args, getenv, stderr, nil, metrics.ObserveCommit)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			e.log.Error("closing the store", "err", err)
+		}
+	}()
+	authSvc := auth.NewService(e.store, e.now)
+	gateways := gateway.NewService(e.store, e.ring, e.now)
+	lines, err := sandbox(ctx, authSvc, gateways)
+	if err != nil {
+		return fmt.Errorf("create sandbox account: %w", err)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(stdout, l)
+	}
+	deps := httpapi.Deps{
+		Auth: authSvc, Gateways: gateways, Idempotency: e.store, Health: e.store.Ping,
+		Metrics: metrics, Log: e.log, Now: e.now, CORSOrigins: e.cfg.CORSOrigins, OpenAPI: api.OpenAPI,
+	}
+	if e.cfg.MetricsListen == "" {
+		deps.MetricsHandler = metrics.Handler()
+	}
+	handler := httpapi.New(deps)
+
+	ln, err := net.Listen("tcp", e.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", e.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(e.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	var msrv *http.Server
+	if e.cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", e.cfg.MetricsListen)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("listen on %s: %w", e.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- msrv.Serve(mln) }()
+		e.log.Info("metrics listening", "addr", mln.Addr().String())
+	}
+	bg, stopBG := context.WithCancel(context.Background())
+	go sweep(bg, e)
+	e.log.Info("serving", "addr", ln.Addr().String(), "version", Version)
+	fmt.Fprintf(stdout, "switchyard listening on http://%s\n", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		stopBG()
+		return fmt.Errorf("serve: %w", err)
+	}
+	e.log.Info("shutting down")
+	stopBG()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if msrv != nil {
+		_ = msrv.Shutdown(sctx)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		e.log.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+
+// sweep runs the periodic housekeeping of this node until ctx ends. Every
+// step is a conditional statement in the store, safe on many nodes at once.
+func sweep(ctx context.Context, e *env) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := e.store.SweepIdempotencyKeys(ctx, e.now()); err != nil {
+			e.log.Warn("sweeping idempotency keys", "err", err)
+		} else if n > 0 {
+			e.log.Debug("swept idempotency keys", "count", n)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"switchyard/internal/auth"
+	"switchyard/internal/errs"
+	"switchyard/internal/idempotency"
+	"switchyard/internal/paydock"
+)
+
+// authMode says which credential a route takes.
+type authMode int
+
+const (
+	authNone   authMode = iota // operational endpoints
+	authSecret                 // secret key only
+	authPublic                 // public key or secret key (spec §2.1)
+)
+
+// handler serves one route: it returns the success status and the
+// resource data, or an error (with data for charge failures).
+type handler func(c *call) (int, any, error)
+
+// route is one line of the API surface (routes.go).
+type route struct {
+	method  string
+	pattern string // ServeMux path pattern, e.g. /v1/gateways/{id}
+	rtype   string // resource.type
+	auth    authMode
+	// exists, when set, checks the path's object exists in the account
+	// before the body is read (spec §3.4 step 3).
+	exists func(c *call) error
+	h      handler
+}
+
+// call is one request as handlers see it.
+type call struct {
+	ctx     context.Context
+	r       *http.Request
+	account auth.Account
+	params  map[string]string
+	query   url.Values
+	body    paydock.Object
+	raw     []byte
+}
+
+func (c *call) param(name string) string { return c.params[name] }
+
+// serve runs the request pipeline of spec §3.4 for route rt.
+func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
+	ri := info(r.Context())
+	c := &call{ctx: r.Context(), r: r, query: r.URL.Query(), params: map[string]string{}}
+	fail := func(err error) { s.writeError(w, r, err, rt.rtype, nil) }
+
+	// 2. authentication, before anything is read.
+	if rt.auth != authNone {
+		a, err := s.authenticate(r, rt.auth)
+		if err != nil {
+			fail(err)
+			return
+		}
+		c.account = a
+		ri.log = ri.log.With("account", a.ID)
+	}
+	// 3. path parameters: shape, then existence.
+	for _, name := range pathParams(rt.pattern) {
+		v := r.PathValue(name)
+		if name == "token" {
+			if !paydock.IsToken(v) {
+				fail(errs.BadParam(name, name+" must be a uuid"))
+				return
+			}
+		} else if !paydock.IsID(v) {
+			fail(errs.BadParam(name, name+" must be a mongodb id"))
+			return
+		}
+		c.params[name] = paydock.NormalizeID(v)
+	}
+	if rt.exists != nil {
+		if err := rt.exists(c); err != nil {
+			fail(err)
+			return
+		}
+	}
+	// 4. body: POST and PUT only; GET and DELETE bodies are never read.
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, paydock.MaxBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				fail(&errs.Error{Kind: errs.TooLarge, Messages: []string{"request body exceeds 1 MiB"}})
+				return
+			}
+			fail(&errs.Error{Kind: errs.Invalid, Messages: []string{paydock.ErrNotObject}, Err: err})
+			return
+		}
+		body, err := paydock.ParseBody(raw)
+		if err != nil {
+			fail(err)
+			return
+		}
+		c.raw, c.body = raw, body
+	} else {
+		c.body = paydock.Object{M: map[string]any{}}
+	}
+	// 5. idempotency, then 6–9 in the handler.
+	if key := r.Header.Get("Idempotency-Key"); r.Method == http.MethodPost && (key != "" || len(r.Header.Values("Idempotency-Key")) > 0) {
+		s.serveIdempotent(rt, c, key, w, r)
+		return
+	}
+	res := s.run(rt, c, r)
+	writeJSON(w, res.status, res.body)
+}
+
+// result is a rendered response and, for errors, the error's kind.
+type result struct {
+	status int
+	body   []byte
+	err    error
+}
+
+// run calls the handler and renders its outcome.
+func (s *Server) run(rt route, c *call, r *http.Request) result {
+	status, data, err := rt.h(c)
+	if err != nil {
+		st, body := s.renderError(r, err, rt.rtype, data)
+		return result{st, body, err}
+	}
+	if l, ok := data.(paydock.List); ok {
+		count, skip, limit := l.Count, l.Skip, l.Limit
+		return result{status: status, body: encode(paydock.Envelope{Status: status, Resource: paydock.Resource{Type: rt.rtype, Data: l.Data,
+			Count: &count, Skip: &skip, Limit: &limit, QueryToken: l.QueryToken}})}
+	}
+	return result{status: status, body: encode(paydock.Envelope{Status: status, Resource: paydock.Resource{Type: rt.rtype, Data: data}})}
+}
+
+// serveIdempotent wraps run with an Idempotency-Key (spec §9).
+func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseWriter, r *http.Request) {
+	if !idempotency.ValidKey(key) {
+		s.writeError(w, r, &errs.Error{Kind: errs.Invalid, Message: "header validation failed", Path: "idempotency-key",
+			Messages: []string{"idempotency-key must be 1 to 255 visible ASCII characters"}}, rt.rtype, nil)
+		return
+	}
+	canon := c.raw
+	if len(strings.TrimSpace(string(c.raw))) > 0 {
+		canon = paydock.Canonical(c.body.M)
+	}
+	fp := idempotency.Fingerprint(r.Method, r.URL.Path, r.URL.RawQuery, canon)
+	outcome, rec, err := idempotency.Begin(c.ctx, s.Idempotency, c.account.ID, key, fp, s.Now())
+	if err != nil {
+		s.writeError(w, r, err, rt.rtype, nil)
+		return
+	}
+	if outcome == idempotency.Replay {
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeJSON(w, rec.Status, rec.Body)
+		return
+	}
+	res := s.run(rt, c, r)
+	// The outcome is recorded even if the client has gone away.
+	ctx := context.WithoutCancel(c.ctx)
+	if storable(res.err) {
+		if err := s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, res.status, res.body); err != nil {
+			info(c.ctx).log.Error("idempotency record not stored", "err", err)
+		}
+	} else if err := s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key); err != nil {
+		info(c.ctx).log.Error("idempotency key not released", "err", err)
+	}
+	writeJSON(w, res.status, res.body)
+}
+
+// storable: every success, every gateway error and every 500 is kept;
+// other errors (and 503: the store may be down) leave the key free.
+func storable(err error) bool {
+	switch errs.KindOf(err) {
+	case errs.Declined, errs.Gateway:
+		return true
+	case errs.Internal: // a nil error (success) reads as Internal too
+		return true
+	}
+	return false
+}
+
+// authenticate applies spec §2.2: the first non-empty credential decides.
+func (s *Server) authenticate(r *http.Request, mode authMode) (auth.Account, error) {
+	if k := r.Header.Get("X-User-Secret-Key"); k != "" {
+		return s.Auth.Authenticate(r.Context(), auth.SecretKey, k)
+	}
+	k := r.Header.Get("X-User-Public-Key")
+	if k == "" {
+		k = r.URL.Query().Get("public_key")
+	}
+	if k == "" || mode != authPublic {
+		return auth.Account{}, auth.Forbidden()
+	}
+	return s.Auth.Authenticate(r.Context(), auth.PublicKey, k)
+}
+
+// pathParams lists the {names} of a pattern.
+func pathParams(pattern string) []string {
+	var out []string
+	for _, seg := range strings.Split(pattern, "/") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			out = append(out, strings.Trim(seg, "{}"))
+		}
+	}
+	return out
+}

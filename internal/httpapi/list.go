@@ -1,0 +1,67 @@
+package httpapi
+
+import (
+	"strconv"
+	"strings"
+
+	"switchyard/internal/errs"
+	"switchyard/internal/page"
+)
+
+// pageParams reads skip, limit, sortkey, sortdirection and archived
+// (spec §1.7); sortKeys is the endpoint's allowed set.
+func pageParams(c *call, sortKeys ...string) (page.Params, error) {
+	p := page.Params{Limit: page.DefaultLimit, SortKey: "created_at", Desc: true}
+	q := c.query
+	if v := q.Get("skip"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return p, errs.Query("skip", "skip must be a whole number from 0")
+		}
+		p.Skip = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > page.MaxLimit {
+			return p, errs.Query("limit", "limit must be a whole number from 1 to 1000")
+		}
+		p.Limit = n
+	}
+	if v := q.Get("sortkey"); v != "" {
+		ok := false
+		for _, k := range sortKeys {
+			ok = ok || k == v
+		}
+		if !ok {
+			return p, errs.Query("sortkey", "sortkey must be one of: "+strings.Join(sortKeys, ", "))
+		}
+		p.SortKey = v
+	}
+	if v := q.Get("sortdirection"); v != "" {
+		switch strings.ToUpper(v) {
+		case "ASC":
+			p.Desc = false
+		case "DESC":
+			p.Desc = true
+		default:
+			return p, errs.Query("sortdirection", "sortdirection must be one of: ASC, DESC")
+		}
+	}
+	b, err := queryBool(c, "archived")
+	if err != nil {
+		return p, err
+	}
+	p.Archived = b
+	return p, nil
+}
+
+// queryBool reads a boolean query value in any case (L12); empty is false.
+func queryBool(c *call, name string) (bool, error) {
+	switch strings.ToLower(c.query.Get(name)) {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, errs.Query(name, name+" must be true or false")
+}

@@ -1,0 +1,104 @@
+package httpapi
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+
+	"switchyard/internal/errs"
+)
+
+// routeTable is the whole API surface on one screen.
+func (s *Server) routeTable() []route {
+	return []route{
+		{method: "POST", pattern: "/v1/gateways", rtype: "gateway", auth: authSecret, h: s.createGateway},
+		{method: "GET", pattern: "/v1/gateways", rtype: "gateway", auth: authSecret, h: s.listGateways},
+		{method: "GET", pattern: "/v1/gateways/{id}", rtype: "gateway", auth: authSecret, h: s.getGateway},
+		{method: "PUT", pattern: "/v1/gateways/{id}", rtype: "gateway", auth: authSecret, exists: s.gatewayExists, h: s.updateGateway},
+		{method: "DELETE", pattern: "/v1/gateways/{id}", rtype: "gateway", auth: authSecret, h: s.archiveGateway},
+		{method: "GET", pattern: "/v1/services", rtype: "service", auth: authSecret, h: s.listServices},
+	}
+}
+
+// publicPaths are the public-key endpoints, which answer CORS for any origin.
+var publicPaths = map[string]bool{"/v1/payment_sources/tokens": true, "/v1/customers/payment_sources": true}
+
+// register installs one ServeMux handler per path pattern; it dispatches on
+// the method itself so that 404 and 405 get Paydock bodies.
+func (s *Server) register() {
+	byPattern := map[string]map[string]route{}
+	var order []string
+	for _, rt := range s.routes {
+		if byPattern[rt.pattern] == nil {
+			byPattern[rt.pattern] = map[string]route{}
+			order = append(order, rt.pattern)
+		}
+		byPattern[rt.pattern][rt.method] = rt
+	}
+	for _, pattern := range order {
+		methods := byPattern[pattern]
+		var allowed []string
+		for m := range methods {
+			allowed = append(allowed, m)
+		}
+		sort.Strings(allowed)
+		allow := strings.Join(allowed, ", ")
+		public := publicPaths[pattern]
+		rtype := resourceTypeFor(pattern)
+		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			info(r.Context()).route = pattern
+			if r.Method == http.MethodOptions {
+				s.preflight(w, r, public)
+				return
+			}
+			s.cors(w, r, public)
+			rt, ok := methods[r.Method]
+			if !ok {
+				w.Header().Set("Allow", allow)
+				s.writeError(w, r, &errs.Error{Kind: errs.NotAllowed, Messages: []string{"allowed: " + allow}}, rtype, nil)
+				return
+			}
+			s.serve(rt, w, r)
+		})
+	}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /v1/openapi.yaml", s.openapi)
+	if s.MetricsHandler != nil {
+		s.mux.Handle("GET /metrics", s.MetricsHandler)
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &errs.Error{Kind: errs.NotFound}, "path", nil)
+	})
+}
+
+// cors adds the CORS headers of an actual request (spec §2.5).
+func (s *Server) cors(w http.ResponseWriter, r *http.Request, public bool) {
+	if public {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && s.origins[o] {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Add("Vary", "Origin")
+	}
+}
+
+// preflight answers OPTIONS before authentication (spec §2.5).
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request, public bool) {
+	h := w.Header()
+	switch o := r.Header.Get("Origin"); {
+	case public:
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, X-User-Public-Key, Idempotency-Key")
+		h.Set("Access-Control-Max-Age", "600")
+	case o != "" && s.origins[o]:
+		h.Set("Access-Control-Allow-Origin", o)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, X-User-Secret-Key, X-User-Public-Key, Idempotency-Key")
+		h.Set("Access-Control-Max-Age", "600")
+	}
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}

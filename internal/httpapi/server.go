@@ -1,0 +1,224 @@
+// Package httpapi is the only package that knows HTTP and the Paydock
+// envelope: routing, authentication, body decoding, idempotency, CORS,
+// metrics and the one error writer. Handlers are thin: decode, call a
+// domain service, encode.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"switchyard/internal/auth"
+	"switchyard/internal/errs"
+	"switchyard/internal/gateway"
+	"switchyard/internal/idempotency"
+	"switchyard/internal/paydock"
+)
+
+// Deps are the services the API serves.
+type Deps struct {
+	Auth        *auth.Service
+	Gateways    *gateway.Service
+	Idempotency idempotency.Store
+	Health      func(ctx context.Context) error
+	Metrics     *Metrics
+	Log         *slog.Logger
+	Now         func() time.Time
+	CORSOrigins []string
+	// MetricsHandler serves /metrics on the main listener when non-nil.
+	MetricsHandler http.Handler
+	// OpenAPI is the served API description.
+	OpenAPI []byte
+}
+
+// Server is the HTTP API.
+type Server struct {
+	Deps
+	mux     *http.ServeMux
+	origins map[string]bool
+	routes  []route
+}
+
+// New builds the server and its routes.
+func New(d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{Deps: d, mux: http.NewServeMux(), origins: map[string]bool{}}
+	for _, o := range d.CORSOrigins {
+		if o = strings.TrimSpace(o); o != "" {
+			s.origins[o] = true
+		}
+	}
+	s.routes = s.routeTable()
+	s.register()
+	return s
+}
+
+// Routes lists the method and pattern of every /v1 route (for the OpenAPI check).
+func (s *Server) Routes() [][2]string {
+	out := make([][2]string, 0, len(s.routes))
+	for _, r := range s.routes {
+		out = append(out, [2]string{r.method, r.pattern})
+	}
+	return out
+}
+
+type ctxKey int
+
+const reqInfoKey ctxKey = 1
+
+// reqInfo travels with a request: its id, logger and, once known, the
+// error kind it ended with.
+type reqInfo struct {
+	id    string
+	log   *slog.Logger
+	route string
+}
+
+func info(ctx context.Context) *reqInfo {
+	if ri, ok := ctx.Value(reqInfoKey).(*reqInfo); ok {
+		return ri
+	}
+	return &reqInfo{id: "-", log: slog.Default()}
+}
+
+func requestID(h string) string {
+	if len(h) >= 1 && len(h) <= 128 {
+		ok := true
+		for i := 0; i < len(h); i++ {
+			if h[i] < 0x21 || h[i] > 0x7e {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return h
+		}
+	}
+	return uuid.NewString()
+}
+
+// ServeHTTP implements http.Handler: request id, recovery, logging and
+// metrics around the router. One trailing slash is ignored.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id"))}
+	ri.log = s.Log.With("request_id", ri.id)
+	ctx := context.WithValue(r.Context(), reqInfoKey, ri)
+	r = r.WithContext(ctx)
+	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+		r.URL.Path = strings.TrimSuffix(p, "/")
+		r.URL.RawPath = ""
+	}
+	rec := &statusWriter{ResponseWriter: w}
+	w = rec
+	w.Header().Set("X-Request-Id", ri.id)
+	defer func() {
+		if p := recover(); p != nil {
+			ri.log.Error("panic", "method", r.Method, "route", ri.route, "panic", redactPanic(p))
+			if !rec.wrote {
+				s.writeError(w, r, &errs.Error{Kind: errs.Internal}, resourceTypeFor(r.URL.Path), nil)
+			}
+		}
+		d := time.Since(start)
+		route := ri.route
+		if route == "" {
+			route = "unmatched"
+		}
+		if s.Metrics != nil {
+			s.Metrics.observe(r.Method, route, rec.status, d)
+		}
+		ri.log.Debug("request", "method", r.Method, "route", route, "status", rec.status, "duration_ms", float64(d.Microseconds())/1000)
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+// redactPanic keeps a panic's type, never its value: a value may hold
+// request data, card data included.
+func redactPanic(p any) string { return fmt.Sprintf("value of type %T", p) }
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// encode renders an envelope.
+func encode(env paydock.Envelope) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(env); err != nil {
+		return []byte(`{"status":500,"error":{"message":"internal error","code":"SystemError","details":{"path":"","messages":[]}},"resource":{"type":"` + env.Resource.Type + `"},"error_summary":{"message":"internal error","code":"system_error","details":{"path":"","messages":[]}}}`)
+	}
+	return buf.Bytes()
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeError logs the private cause of err and writes its Paydock body.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, rtype string, data any) {
+	status, body := s.renderError(r, err, rtype, data)
+	writeJSON(w, status, body)
+}
+
+func (s *Server) renderError(r *http.Request, err error, rtype string, data any) (int, []byte) {
+	ri := info(r.Context())
+	status, env := errorEnvelope(err, rtype, ri.id, data)
+	if status >= 500 {
+		ri.log.Error("request failed", "method", r.Method, "route", ri.route, "status", status, "err", err)
+	}
+	return status, encode(env)
+}
+
+// resourceTypeFor names the resource type of a path (spec §3.1).
+func resourceTypeFor(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/v1/gateways"):
+		return "gateway"
+	case strings.HasPrefix(path, "/v1/payment_sources/tokens"):
+		return "token"
+	case strings.HasPrefix(path, "/v1/vault"), strings.HasPrefix(path, "/v1/customers/payment_sources"):
+		return "payment_source"
+	case strings.HasPrefix(path, "/v1/customers"):
+		return "customer"
+	case strings.HasPrefix(path, "/v1/charges"):
+		return "charge"
+	case strings.HasPrefix(path, "/v1/services"):
+		return "service"
+	}
+	return "path"
+}

@@ -1,0 +1,167 @@
+package paydock
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+
+	"switchyard/internal/errs"
+)
+
+// MaxBody is the request body limit (spec §1.2).
+const MaxBody = 1 << 20
+
+// ErrNotObject is the message for a body that is not a JSON object.
+const ErrNotObject = "body must be a JSON object"
+
+// ParseBody reads a POST/PUT body: empty or null is {}, anything but a JSON
+// object is a ValidationError with path "". Numbers stay json.Number.
+func ParseBody(b []byte) (Object, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || string(b) == "null" {
+		return Object{M: map[string]any{}}, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return Object{}, bodyError()
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Object{}, bodyError()
+	}
+	return Object{M: m}, nil
+}
+
+func bodyError() error {
+	return &errs.Error{Kind: errs.Invalid, Message: "body validation failed", Messages: []string{ErrNotObject}}
+}
+
+// Object is one JSON object of a request body, with the path prefix of its
+// fields ("" at the top, "payment_source." inside it).
+type Object struct {
+	M      map[string]any
+	Prefix string
+}
+
+// Path is the full dotted path of field name.
+func (o Object) Path(name string) string { return o.Prefix + name }
+
+// Has reports whether name is present with a non-null value.
+func (o Object) Has(name string) bool {
+	v, ok := o.M[name]
+	return ok && v != nil
+}
+
+// Present reports whether name is present and neither null nor "" (L6, L7).
+func (o Object) Present(name string) bool {
+	v, ok := o.M[name]
+	if !ok || v == nil {
+		return false
+	}
+	s, isStr := v.(string)
+	return !isStr || s != ""
+}
+
+// Empty reports whether the object holds no field that is present (Present).
+func (o Object) Empty() bool {
+	for k := range o.M {
+		if o.Present(k) {
+			return false
+		}
+	}
+	return true
+}
+
+func (o Object) typeErr(name, what string) error {
+	return errs.Invalidf(o.Path(name), "%s must be %s", name, what)
+}
+
+// String reads an optional string: absent, null and "" give "" (L6, L7).
+func (o Object) String(name string) (string, error) {
+	v, ok := o.M[name]
+	if !ok || v == nil {
+		return "", nil
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		return "", o.typeErr(name, "a string")
+	}
+	return s, nil
+}
+
+// StringSet reads a string and whether it was sent as a string at all
+// (present, even ""), for updates where "" clears a field.
+func (o Object) StringSet(name string) (s string, set bool, err error) {
+	v, ok := o.M[name]
+	if !ok || v == nil {
+		return "", false, nil
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		return "", false, o.typeErr(name, "a string")
+	}
+	return s, true, nil
+}
+
+// Bool reads an optional JSON boolean.
+func (o Object) Bool(name string) (v bool, set bool, err error) {
+	raw, ok := o.M[name]
+	if !ok || raw == nil {
+		return false, false, nil
+	}
+	b, isBool := raw.(bool)
+	if !isBool {
+		return false, false, o.typeErr(name, "a boolean")
+	}
+	return b, true, nil
+}
+
+// Object reads an optional nested object.
+func (o Object) Object(name string) (Object, bool, error) {
+	raw, ok := o.M[name]
+	if !ok || raw == nil {
+		return Object{Prefix: o.Path(name) + "."}, false, nil
+	}
+	m, isObj := raw.(map[string]any)
+	if !isObj {
+		return Object{}, false, o.typeErr(name, "an object")
+	}
+	return Object{M: m, Prefix: o.Path(name) + "."}, true, nil
+}
+
+// NumberText reads a field that may be a JSON number or a string (L1, L3,
+// L4) and returns its text exactly as sent; absent, null and "" give "".
+// Any other type is "<f> must be a string".
+func (o Object) NumberText(name string) (string, error) {
+	raw, ok := o.M[name]
+	if !ok || raw == nil {
+		return "", nil
+	}
+	switch v := raw.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	}
+	return "", o.typeErr(name, "a string")
+}
+
+// Int reads a JSON number that must be a whole number.
+func (o Object) Int(name string) (int64, bool, error) {
+	raw, ok := o.M[name]
+	if !ok || raw == nil {
+		return 0, false, nil
+	}
+	n, isNum := raw.(json.Number)
+	if !isNum {
+		return 0, false, o.typeErr(name, "a number")
+	}
+	i, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil {
+		return 0, false, o.typeErr(name, "a whole number")
+	}
+	return i, true, nil
+}

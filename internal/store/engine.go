@@ -1,0 +1,76 @@
+// Package store implements the domain packages' store interfaces once, in
+// SQL that both engines accept ($1 placeholders, RETURNING, ON CONFLICT).
+// The engines (store/sqlite, store/postgres) only open connections, run
+// migrations and translate driver errors.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"switchyard/internal/errs"
+)
+
+// Querier is what shared SQL runs on: a read pool, or a write transaction.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Engine is one database backend.
+type Engine interface {
+	// Write runs fn in a write transaction. When Write returns nil the
+	// work is durably committed; when fn fails nothing it did remains.
+	Write(ctx context.Context, fn func(q Querier) error) error
+	// Reader is the read-only pool.
+	Reader() Querier
+	// IsUnique reports whether err is a unique-constraint violation.
+	IsUnique(err error) bool
+	// IsUnavailable reports whether err means the database cannot be reached.
+	IsUnavailable(err error) bool
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ErrNoRows is returned by Get-style methods when nothing matches; domain
+// code turns it into the right NotFound or Invalid error.
+var ErrNoRows = sql.ErrNoRows
+
+// Store implements the domain store interfaces on an Engine.
+type Store struct {
+	eng Engine
+}
+
+// New returns a Store over eng.
+func New(eng Engine) *Store { return &Store{eng: eng} }
+
+// Engine returns the engine (for health checks and tests).
+func (s *Store) Engine() Engine { return s.eng }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.eng.Ping(ctx) }
+
+// wrap turns a driver error into an errs value: unreachable database → 503,
+// anything else internal. Domain errors pass through unchanged.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if s.eng.IsUnavailable(err) {
+		return &errs.Error{Kind: errs.Unavailable, Op: op, Err: err}
+	}
+	return &errs.Error{Kind: errs.Internal, Op: op, Err: err}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

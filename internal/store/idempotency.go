@@ -1,0 +1,76 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"switchyard/internal/idempotency"
+)
+
+// ClaimIdempotencyKey implements idempotency.Store.
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, account, key, fp string, now time.Time) (*idempotency.Record, error) {
+	var existing *idempotency.Record
+	err := s.eng.Write(ctx, func(q Querier) error {
+		existing = nil
+		var rec idempotency.Record
+		var state string
+		var lockedUntil, expires int64
+		err := q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
+			Scan(&rec.Fingerprint, &state, &rec.Status, &rec.Body, &lockedUntil, &expires)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = q.ExecContext(ctx, `INSERT INTO idempotency_keys (account_id, key, fingerprint, state, status, body, locked_until, expires_at) VALUES ($1, $2, $3, 'running', 0, NULL, $4, $5)`,
+				account, key, fp, ms(now.Add(idempotency.Lock)), ms(now.Add(idempotency.Retention)))
+			return err
+		case err != nil:
+			return err
+		}
+		stale := expires <= ms(now) || (state == "running" && lockedUntil <= ms(now))
+		if !stale {
+			rec.Done = state == "done"
+			existing = &rec
+			return nil
+		}
+		_, err = q.ExecContext(ctx, `UPDATE idempotency_keys SET fingerprint = $1, state = 'running', status = 0, body = NULL, locked_until = $2, expires_at = $3 WHERE account_id = $4 AND key = $5`,
+			fp, ms(now.Add(idempotency.Lock)), ms(now.Add(idempotency.Retention)), account, key)
+		return err
+	})
+	if err != nil {
+		return nil, s.wrap("store.ClaimIdempotencyKey", err)
+	}
+	return existing, nil
+}
+
+// FinishIdempotencyKey implements idempotency.Store.
+func (s *Store) FinishIdempotencyKey(ctx context.Context, account, key string, status int, body []byte) error {
+	err := s.eng.Write(ctx, func(q Querier) error {
+		_, err := q.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', status = $1, body = $2 WHERE account_id = $3 AND key = $4`, status, body, account, key)
+		return err
+	})
+	return s.wrap("store.FinishIdempotencyKey", err)
+}
+
+// ReleaseIdempotencyKey implements idempotency.Store.
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, account, key string) error {
+	err := s.eng.Write(ctx, func(q Querier) error {
+		_, err := q.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'running'`, account, key)
+		return err
+	})
+	return s.wrap("store.ReleaseIdempotencyKey", err)
+}
+
+// SweepIdempotencyKeys implements idempotency.Store.
+func (s *Store) SweepIdempotencyKeys(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := s.eng.Write(ctx, func(q Querier) error {
+		res, err := q.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE expires_at <= $1`, ms(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), s.wrap("store.SweepIdempotencyKeys", err)
+}

@@ -1,0 +1,350 @@
+// Package sqlite is the embedded engine: modernc SQLite in WAL mode with
+// synchronous=FULL, a read-only pool, and one writer goroutine that batches
+// concurrent write transactions into one commit (group commit): one fsync
+// serves many requests, and each request runs in its own SAVEPOINT so one
+// failure does not fail its neighbours.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"switchyard/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tune the engine.
+type Options struct {
+	// GroupCommit batches concurrent writes into one transaction. Off, every
+	// write commits (and fsyncs) on its own: for benchmarks only.
+	GroupCommit bool
+	// MaxBatch caps the number of writes in one commit (default 256).
+	MaxBatch int
+	// OnCommit, when set, observes every commit: batch size and duration.
+	OnCommit func(size int, d time.Duration)
+}
+
+// Engine is the SQLite store.Engine.
+type Engine struct {
+	write *sql.DB
+	conn  *sql.Conn
+	read  *sql.DB
+	opts  Options
+	jobs  chan *job
+	done  chan struct{}
+	stop  context.CancelFunc
+}
+
+type job struct {
+	ctx context.Context
+	fn  func(store.Querier) error
+	err chan error
+}
+
+// Path returns the database file inside dataDir.
+func Path(dataDir string) string { return filepath.Join(dataDir, "switchyard.db") }
+
+func dsn(path string, readOnly bool) string {
+	q := []string{
+		"_pragma=busy_timeout(10000)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(FULL)",
+		"_pragma=foreign_keys(ON)",
+	}
+	if readOnly {
+		q = append(q, "_pragma=query_only(1)")
+	} else {
+		q = append(q, "_txlock=immediate")
+	}
+	return "file:" + path + "?" + strings.Join(q, "&")
+}
+
+// Open opens (creating when needed) the database in dataDir and applies
+// its migrations.
+func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	path := Path(dataDir)
+	w, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	conn, err := w.Conn(ctx)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := migrate(ctx, conn); err != nil {
+		conn.Close()
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		conn.Close()
+		w.Close()
+		return nil, err
+	}
+	n := 2 * runtime.GOMAXPROCS(0)
+	if n < 4 {
+		n = 4
+	}
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	runCtx, cancel := context.WithCancel(context.Background())
+	e := &Engine{write: w, conn: conn, read: r, opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel}
+	go e.loop(runCtx)
+	return e, nil
+}
+
+// Reader implements store.Engine.
+func (e *Engine) Reader() store.Querier { return e.read }
+
+// Ping implements store.Engine.
+func (e *Engine) Ping(ctx context.Context) error { return e.read.PingContext(ctx) }
+
+// Write implements store.Engine: the work joins the next commit batch.
+func (e *Engine) Write(ctx context.Context, fn func(store.Querier) error) error {
+	j := &job{ctx: ctx, fn: fn, err: make(chan error, 1)}
+	select {
+	case e.jobs <- j:
+	case <-e.done:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, wait for the outcome even if ctx ends: the work may
+	// already be committed, and the caller must not guess.
+	select {
+	case err := <-j.err:
+		return err
+	case <-e.done:
+		return errClosed
+	}
+}
+
+var errClosed = errors.New("store is closed")
+
+func (e *Engine) loop(ctx context.Context) {
+	defer close(e.done)
+	batch := make([]*job, 0, e.opts.MaxBatch)
+	for {
+		var first *job
+		select {
+		case first = <-e.jobs:
+		case <-ctx.Done():
+			// Drain what is queued, then stop.
+			for {
+				select {
+				case j := <-e.jobs:
+					e.commit(context.Background(), []*job{j})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		if e.opts.GroupCommit {
+		fill:
+			for len(batch) < e.opts.MaxBatch {
+				select {
+				case j := <-e.jobs:
+					batch = append(batch, j)
+				default:
+					break fill
+				}
+			}
+		}
+		e.commit(context.Background(), batch)
+	}
+}
+
+// commit runs one batch in one IMMEDIATE transaction, each job in a
+// savepoint, and reports every job's outcome after the COMMIT.
+func (e *Engine) commit(ctx context.Context, batch []*job) {
+	start := time.Now()
+	results := make([]error, len(batch))
+	if _, err := e.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		for _, j := range batch {
+			j.err <- err
+		}
+		return
+	}
+	single := len(batch) == 1
+	for i, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if single {
+			results[i] = j.run(e.conn)
+			continue
+		}
+		if _, err := e.conn.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			results[i] = err
+			continue
+		}
+		if err := j.run(e.conn); err != nil {
+			results[i] = err
+			if _, rerr := e.conn.ExecContext(ctx, "ROLLBACK TO job"); rerr != nil {
+				e.abort(ctx, batch, rerr)
+				return
+			}
+		}
+		if _, err := e.conn.ExecContext(ctx, "RELEASE job"); err != nil {
+			e.abort(ctx, batch, err)
+			return
+		}
+	}
+	if single && results[0] != nil {
+		_, _ = e.conn.ExecContext(ctx, "ROLLBACK")
+		batch[0].err <- results[0]
+		return
+	}
+	if _, err := e.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		e.abort(ctx, batch, err)
+		return
+	}
+	if e.opts.OnCommit != nil {
+		e.opts.OnCommit(len(batch), time.Since(start))
+	}
+	for i, j := range batch {
+		j.err <- results[i]
+	}
+}
+
+// run calls the job's function, turning a panic into an error so one bad
+// request cannot take the writer down.
+func (j *job) run(q store.Querier) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in write transaction: %v", p)
+		}
+	}()
+	return j.fn(q)
+}
+
+func (e *Engine) abort(ctx context.Context, batch []*job, err error) {
+	_, _ = e.conn.ExecContext(ctx, "ROLLBACK")
+	for _, j := range batch {
+		j.err <- err
+	}
+}
+
+// Close stops the writer after the queued writes and closes the pools.
+func (e *Engine) Close() error {
+	e.stop()
+	<-e.done
+	err := e.conn.Close()
+	if cerr := e.write.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := e.read.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// IsUnique implements store.Engine.
+func (e *Engine) IsUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// IsUnavailable implements store.Engine: an embedded file is unavailable
+// only when it cannot be opened or the disk is full.
+func (e *Engine) IsUnavailable(err error) bool {
+	if errors.Is(err, errClosed) {
+		return true
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR:
+			return true
+		}
+	}
+	return false
+}
+
+// migrate applies the embedded migrations not yet recorded, each in its own
+// IMMEDIATE transaction (which also serialises concurrent processes).
+func migrate(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrations table: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := filepath.Base(name)
+		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: bad name", base)
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := applyOne(ctx, conn, v, string(body)); err != nil {
+			return fmt.Errorf("migration %s: %w", base, err)
+		}
+	}
+	return nil
+}
+
+func applyOne(ctx context.Context, conn *sql.Conn, version int, body string) (err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		_, err = conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, body); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixMilli()); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(ctx, "COMMIT")
+	return err
+}
