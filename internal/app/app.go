@@ -15,9 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"switchyard/internal/auth"
 	"switchyard/internal/config"
-	"switchyard/internal/gateway"
 	"switchyard/internal/keyring"
 	"switchyard/internal/store"
 	"switchyard/internal/store/sqlite"
@@ -208,7 +206,7 @@ func accountCreate(ctx context.Context, args []string, getenv func(string) strin
 	if strings.TrimSpace(name) == "" {
 		return &config.Error{Msg: "account create needs --name NAME"}
 	}
-	a, keys, err := auth.NewService(e.store, e.now).Create(ctx, name)
+	a, keys, err := NewServices(e.store, e.ring, e.now).Auth.Create(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -227,22 +225,4 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	defer e.Close()
 	fmt.Fprintln(stdout, "migrations applied")
 	return nil
-}
-
-// sandbox creates the first account and its Simulator gateway on an empty
-// store and returns what to print; nothing when accounts exist.
-func sandbox(ctx context.Context, authSvc *auth.Service, gateways *gateway.Service) ([]string, error) {
-	n, err := authSvc.Count(ctx)
-	if err != nil || n > 0 {
-		return nil, err
-	}
-	a, keys, err := authSvc.Create(ctx, "Sandbox")
-	if err != nil {
-		return nil, err
-	}
-	g, err := gateways.Create(ctx, a.ID, gateway.Input{Type: gateway.Simulator, Name: "Sandbox", Default: true, DefaultSet: true})
-	if err != nil {
-		return nil, err
-	}
-	return []string{"secret key: " + keys.Secret, "public key: " + keys.Public, "gateway id: " + g.ID}, nil
 }

@@ -10,9 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"switchyard/api"
-	"switchyard/internal/auth"
-	"switchyard/internal/gateway"
 	"switchyard/internal/httpapi"
 )
 
@@ -30,19 +27,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			e.log.Error("closing the store", "err", err)
 		}
 	}()
-	authSvc := auth.NewService(e.store, e.now)
-	gateways := gateway.NewService(e.store, e.ring, e.now)
-	lines, err := sandbox(ctx, authSvc, gateways)
+	svc := NewServices(e.store, e.ring, e.now)
+	lines, err := Sandbox(ctx, svc)
 	if err != nil {
 		return fmt.Errorf("create sandbox account: %w", err)
 	}
 	for _, l := range lines {
 		fmt.Fprintln(stdout, l)
 	}
-	deps := httpapi.Deps{
-		Auth: authSvc, Gateways: gateways, Idempotency: e.store, Health: e.store.Ping,
-		Metrics: metrics, Log: e.log, Now: e.now, CORSOrigins: e.cfg.CORSOrigins, OpenAPI: api.OpenAPI,
-	}
+	deps := svc.Deps(e.log)
+	deps.Metrics, deps.CORSOrigins = metrics, e.cfg.CORSOrigins
 	if e.cfg.MetricsListen == "" {
 		deps.MetricsHandler = metrics.Handler()
 	}

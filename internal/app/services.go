@@ -1,0 +1,60 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"switchyard/api"
+	"switchyard/internal/auth"
+	"switchyard/internal/gateway"
+	"switchyard/internal/httpapi"
+	"switchyard/internal/keyring"
+	"switchyard/internal/store"
+)
+
+// Services are the domain services over one store and keyring. The binary
+// and the HTTP tests build them the same way.
+type Services struct {
+	Store    *store.Store
+	Ring     *keyring.Ring
+	Now      func() time.Time
+	Auth     *auth.Service
+	Gateways *gateway.Service
+}
+
+// NewServices builds every domain service.
+func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time) *Services {
+	return &Services{
+		Store: st, Ring: ring, Now: now,
+		Auth:     auth.NewService(st, now),
+		Gateways: gateway.NewService(st, ring, now),
+	}
+}
+
+// Deps returns the HTTP API's dependencies (no metrics, no CORS origins).
+func (s *Services) Deps(log *slog.Logger) httpapi.Deps {
+	return httpapi.Deps{
+		Auth: s.Auth, Gateways: s.Gateways, Idempotency: s.Store, Health: s.Store.Ping,
+		Log: log, Now: s.Now, OpenAPI: api.OpenAPI,
+	}
+}
+
+// Sandbox creates the first account and its default Simulator gateway,
+// named Sandbox, on an empty store and returns the lines to print (spec
+// §11); nothing when an account exists.
+func Sandbox(ctx context.Context, s *Services) ([]string, error) {
+	n, err := s.Auth.Count(ctx)
+	if err != nil || n > 0 {
+		return nil, err
+	}
+	a, keys, err := s.Auth.Create(ctx, "Sandbox")
+	if err != nil {
+		return nil, err
+	}
+	g, err := s.Gateways.Create(ctx, a.ID, gateway.Input{Type: gateway.Simulator, Name: "Sandbox", Default: true, DefaultSet: true})
+	if err != nil {
+		return nil, err
+	}
+	return []string{"secret key: " + keys.Secret, "public key: " + keys.Public, "gateway id: " + g.ID}, nil
+}
