@@ -64,7 +64,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		e.log.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	bg, stopBG := context.WithCancel(context.Background())
-	go sweep(bg, e)
+	go sweep(bg, e, svc)
 	e.log.Info("serving", "addr", ln.Addr().String(), "version", Version)
 	fmt.Fprintf(stdout, "switchyard listening on http://%s\n", ln.Addr().String())
 
@@ -90,14 +90,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // sweep runs the periodic housekeeping of this node until ctx ends. Every
 // step is a conditional statement in the store, safe on many nodes at once.
-func sweep(ctx context.Context, e *env) {
-	t := time.NewTicker(time.Minute)
+func sweep(ctx context.Context, e *env, svc *Services) {
+	// Every 20 s, so expired one-time and session card data is destroyed
+	// well within a minute of expiry (spec §5).
+	t := time.NewTicker(20 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if n, err := svc.Vault.Sweep(ctx); err != nil {
+			e.log.Warn("sweeping the vault", "err", err)
+		} else if n > 0 {
+			e.log.Debug("swept vault records", "count", n)
 		}
 		if n, err := e.store.SweepIdempotencyKeys(ctx, e.now()); err != nil {
 			e.log.Warn("sweeping idempotency keys", "err", err)

@@ -11,6 +11,7 @@ import (
 	"switchyard/internal/httpapi"
 	"switchyard/internal/keyring"
 	"switchyard/internal/store"
+	"switchyard/internal/vault"
 )
 
 // Services are the domain services over one store and keyring. The binary
@@ -21,21 +22,24 @@ type Services struct {
 	Now      func() time.Time
 	Auth     *auth.Service
 	Gateways *gateway.Service
+	Vault    *vault.Service
 }
 
 // NewServices builds every domain service.
 func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time) *Services {
+	gateways := gateway.NewService(st, ring, now)
 	return &Services{
 		Store: st, Ring: ring, Now: now,
 		Auth:     auth.NewService(st, now),
-		Gateways: gateway.NewService(st, ring, now),
+		Gateways: gateways,
+		Vault:    vault.NewService(st, gateways, ring, now),
 	}
 }
 
 // Deps returns the HTTP API's dependencies (no metrics, no CORS origins).
 func (s *Services) Deps(log *slog.Logger) httpapi.Deps {
 	return httpapi.Deps{
-		Auth: s.Auth, Gateways: s.Gateways, Idempotency: s.Store, Health: s.Store.Ping,
+		Auth: s.Auth, Gateways: s.Gateways, Vault: s.Vault, Idempotency: s.Store, Health: s.Store.Ping,
 		Log: log, Now: s.Now, OpenAPI: api.OpenAPI,
 	}
 }

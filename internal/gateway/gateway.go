@@ -282,3 +282,20 @@ func (s *Service) List(ctx context.Context, account string, f Filter, p page.Par
 	}
 	return gs, n, nil
 }
+
+// Active returns a gateway a request names in its body (spec §3.4 step 7):
+// unknown or another account's → 400 "gateway not found", archived → 400
+// "gateway is archived", both on path.
+func (s *Service) Active(ctx context.Context, account, id, path string) (Gateway, error) {
+	g, err := s.store.GetGateway(ctx, account, id)
+	if err != nil {
+		if errs.KindOf(err) == errs.NotFound {
+			return Gateway{}, errs.Invalidf(path, "gateway not found")
+		}
+		return Gateway{}, errs.Wrap("gateway.Active", err)
+	}
+	if g.Archived {
+		return Gateway{}, errs.Invalidf(path, "gateway is archived")
+	}
+	return g, nil
+}

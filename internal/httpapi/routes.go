@@ -17,6 +17,15 @@ func (s *Server) routeTable() []route {
 		{method: "PUT", pattern: "/v1/gateways/{id}", rtype: "gateway", auth: authSecret, exists: s.gatewayExists, h: s.updateGateway},
 		{method: "DELETE", pattern: "/v1/gateways/{id}", rtype: "gateway", auth: authSecret, h: s.archiveGateway},
 		{method: "GET", pattern: "/v1/services", rtype: "service", auth: authSecret, h: s.listServices},
+
+		{method: "POST", pattern: "/v1/payment_sources/tokens", rtype: "token", auth: authPublic, h: s.createToken},
+
+		{method: "POST", pattern: "/v1/vault/payment_sources", rtype: "payment_source", auth: authSecret, h: s.createVault},
+		{method: "GET", pattern: "/v1/vault/payment_sources", rtype: "payment_source", auth: authSecret, h: s.listVault},
+		{method: "GET", pattern: "/v1/vault/payment_sources/{token}", rtype: "payment_source", auth: authSecret, h: s.getVault},
+		{method: "DELETE", pattern: "/v1/vault/payment_sources/{token}", rtype: "payment_source", auth: authSecret, h: s.archiveVault},
+		{method: "GET", pattern: "/v1/vault-tokens/{token}", rtype: "payment_source", auth: authSecret, h: s.getVault},
+		{method: "DELETE", pattern: "/v1/vault-tokens/{token}", rtype: "payment_source", auth: authSecret, h: s.archiveVault},
 	}
 }
 

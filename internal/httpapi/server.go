@@ -22,12 +22,14 @@ import (
 	"switchyard/internal/gateway"
 	"switchyard/internal/idempotency"
 	"switchyard/internal/paydock"
+	"switchyard/internal/vault"
 )
 
 // Deps are the services the API serves.
 type Deps struct {
 	Auth        *auth.Service
 	Gateways    *gateway.Service
+	Vault       *vault.Service
 	Idempotency idempotency.Store
 	Health      func(ctx context.Context) error
 	Metrics     *Metrics

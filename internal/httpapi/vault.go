@@ -1,0 +1,198 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"switchyard/internal/errs"
+	"switchyard/internal/paydock"
+	"switchyard/internal/vault"
+)
+
+// vaultJSON is a vault object (spec §6.2): no _id, the token identifies it.
+type vaultJSON struct {
+	VaultToken  string `json:"vault_token"`
+	Type        string `json:"type"`
+	VaultType   string `json:"vault_type"`
+	CardName    string `json:"card_name,omitempty"`
+	CardScheme  string `json:"card_scheme"`
+	BIN         string `json:"card_number_bin"`
+	Last4       string `json:"card_number_last4"`
+	Fingerprint string `json:"card_fingerprint"`
+	ExpMonth    int    `json:"expire_month"`
+	ExpYear     int    `json:"expire_year"`
+	addressJSON
+	Status    string        `json:"status"`
+	ExpiresAt *paydock.Time `json:"expires_at,omitempty"`
+	CompanyID string        `json:"company_id"`
+	CreatedAt paydock.Time  `json:"created_at"`
+	UpdatedAt paydock.Time  `json:"updated_at"`
+}
+
+type addressJSON struct {
+	Line1    string `json:"address_line1,omitempty"`
+	Line2    string `json:"address_line2,omitempty"`
+	Line3    string `json:"address_line3,omitempty"`
+	City     string `json:"address_city,omitempty"`
+	State    string `json:"address_state,omitempty"`
+	Postcode string `json:"address_postcode,omitempty"`
+	Country  string `json:"address_country,omitempty"`
+}
+
+func toAddressJSON(a vault.Address) addressJSON {
+	return addressJSON{a.Line1, a.Line2, a.Line3, a.City, a.State, a.Postcode, a.Country}
+}
+
+func toVaultJSON(r vault.Record) vaultJSON {
+	v := vaultJSON{VaultToken: r.Token, Type: "card", VaultType: string(r.Kind), CardName: r.CardName, CardScheme: r.Scheme,
+		BIN: r.BIN, Last4: r.Last4, Fingerprint: r.Fingerprint, ExpMonth: r.ExpMonth, ExpYear: r.ExpYear,
+		addressJSON: toAddressJSON(r.Address), Status: r.Status, CompanyID: r.AccountID,
+		CreatedAt: paydock.Time(r.CreatedAt), UpdatedAt: paydock.Time(r.UpdatedAt)}
+	if r.Kind == vault.Session {
+		t := paydock.Time(r.ExpiresAt)
+		v.ExpiresAt = &t
+	}
+	return v
+}
+
+// cardInput reads the card fields of o (spec §6.4), expiry leniently.
+func cardInput(o paydock.Object) (vault.CardInput, error) {
+	var in vault.CardInput
+	var err error
+	if in.Name, err = o.String("card_name"); err != nil {
+		return in, err
+	}
+	if in.Number, err = o.String("card_number"); err != nil {
+		return in, err
+	}
+	if in.ExpMonth, err = o.NumberText("expire_month"); err != nil {
+		return in, err
+	}
+	if in.ExpYear, err = o.NumberText("expire_year"); err != nil {
+		return in, err
+	}
+	if in.CCV, err = o.String("card_ccv"); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// addressInput reads the address fields of o.
+func addressInput(o paydock.Object) (vault.Address, error) {
+	var a vault.Address
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"address_line1", &a.Line1}, {"address_line2", &a.Line2}, {"address_line3", &a.Line3}, {"address_city", &a.City},
+		{"address_state", &a.State}, {"address_postcode", &a.Postcode}, {"address_country", &a.Country}} {
+		v, err := o.String(f.name)
+		if err != nil {
+			return a, err
+		}
+		*f.dst = v
+	}
+	return a, nil
+}
+
+// strings reads several optional string fields of o in order.
+func readStrings(o paydock.Object, fields ...any) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		v, err := o.String(fields[i].(string))
+		if err != nil {
+			return err
+		}
+		*fields[i+1].(*string) = v
+	}
+	return nil
+}
+
+func (s *Server) createToken(c *call) (int, any, error) {
+	var in vault.TokenInput
+	b := c.body
+	if err := readStrings(b, "gateway_id", &in.GatewayID, "type", &in.Type); err != nil {
+		return 0, nil, err
+	}
+	var err error
+	if in.Card, err = cardInput(b); err != nil {
+		return 0, nil, err
+	}
+	ct := &in.Contact
+	if err := readStrings(b, "first_name", &ct.FirstName, "last_name", &ct.LastName, "email", &ct.Email, "phone", &ct.Phone); err != nil {
+		return 0, nil, err
+	}
+	if in.Address, err = addressInput(b); err != nil {
+		return 0, nil, err
+	}
+	tok, err := s.Vault.CreateToken(c.ctx, c.account.ID, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, tok, nil
+}
+
+func (s *Server) createVault(c *call) (int, any, error) {
+	var in vault.VaultInput
+	b := c.body
+	if err := readStrings(b, "token", &in.Token, "type", &in.Type); err != nil {
+		return 0, nil, err
+	}
+	var err error
+	if in.Card, err = cardInput(b); err != nil {
+		return 0, nil, err
+	}
+	if err := readStrings(b, "vault_type", &in.VaultType); err != nil {
+		return 0, nil, err
+	}
+	if in.Address, err = addressInput(b); err != nil {
+		return 0, nil, err
+	}
+	r, err := s.Vault.CreateVault(c.ctx, c.account.ID, in)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, toVaultJSON(r), nil
+}
+
+func (s *Server) listVault(c *call) (int, any, error) {
+	p, err := pageParams(c, "created_at", "updated_at")
+	if err != nil {
+		return 0, nil, err
+	}
+	var kind vault.Kind
+	switch v := c.query.Get("vault_type"); v {
+	case "":
+	case "permanent", "session":
+		kind = vault.Kind(v)
+	default:
+		return 0, nil, errs.Query("vault_type", "vault_type must be one of: permanent, session")
+	}
+	rs, n, err := s.Vault.List(c.ctx, c.account.ID, kind, p)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]vaultJSON, len(rs))
+	for i, r := range rs {
+		out[i] = toVaultJSON(r)
+	}
+	return http.StatusOK, paydock.List{Data: out, Count: n, Skip: p.Skip, Limit: p.Limit}, nil
+}
+
+func (s *Server) vaultExists(c *call) error {
+	_, err := s.Vault.Get(c.ctx, c.account.ID, c.param("token"))
+	return err
+}
+
+func (s *Server) getVault(c *call) (int, any, error) {
+	r, err := s.Vault.Get(c.ctx, c.account.ID, c.param("token"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, toVaultJSON(r), nil
+}
+
+func (s *Server) archiveVault(c *call) (int, any, error) {
+	r, err := s.Vault.Archive(c.ctx, c.account.ID, c.param("token"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, toVaultJSON(r), nil
+}
