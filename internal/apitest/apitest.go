@@ -36,6 +36,7 @@ type Env struct {
 	Gateway  string // sandbox Simulator gateway id (the default)
 	Account  string // sandbox account id
 	Logs     *SyncBuffer
+	DataDir  string // the store's data directory (the SQLite files)
 }
 
 // Options tune New.
@@ -73,7 +74,8 @@ func New(t testing.TB, opts ...Options) *Env {
 		o.Now = time.Now
 	}
 	ctx := context.Background()
-	eng, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{GroupCommit: true})
+	dataDir := t.TempDir()
+	eng, err := sqlite.Open(ctx, dataDir, sqlite.Options{GroupCommit: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +89,12 @@ func New(t testing.TB, opts ...Options) *Env {
 		t.Fatal(err)
 	}
 	st := store.New(eng)
-	svc := app.NewServices(st, ring, o.Now)
+	svc := app.NewServices(st, ring, o.Now, app.Options{})
 	lines, err := app.Sandbox(ctx, svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{T: t, Services: svc, Store: st, Logs: &SyncBuffer{}}
+	e := &Env{T: t, Services: svc, Store: st, Logs: &SyncBuffer{}, DataDir: dataDir}
 	for _, l := range lines {
 		k, v, _ := strings.Cut(l, ": ")
 		switch k {
@@ -165,7 +167,7 @@ func (r *Response) ErrorDetails() (code, message, path string, messages []string
 
 // Do sends a request with the sandbox secret key (unless headers carry a
 // credential header themselves, or key is "-"), and checks the rules every
-// /v1 response must follow.
+// /v1 response must follow, including api/openapi.yaml (openapi.go).
 func (e *Env) Do(method, path string, body any, headers ...string) *Response {
 	e.T.Helper()
 	var rdr io.Reader
@@ -212,16 +214,10 @@ func (e *Env) Do(method, path string, body any, headers ...string) *Response {
 	}
 	if strings.HasPrefix(path, "/v1/") && !strings.HasPrefix(path, "/v1/openapi.yaml") && method != http.MethodOptions {
 		CheckEnvelope(e.T, method+" "+path, r)
-		if Validate != nil {
-			Validate(e.T, req, r)
-		}
+		checkOpenAPI(e.T, req, r)
 	}
 	return r
 }
-
-// Validate, when set (by the OpenAPI contract test set-up), checks a
-// response against the API description.
-var Validate func(t testing.TB, req *http.Request, r *Response)
 
 // CheckEnvelope asserts the rules of every /v1 response (spec §1.8, §3).
 func CheckEnvelope(t testing.TB, what string, r *Response) {

@@ -206,7 +206,7 @@ func accountCreate(ctx context.Context, args []string, getenv func(string) strin
 	if strings.TrimSpace(name) == "" {
 		return &config.Error{Msg: "account create needs --name NAME"}
 	}
-	a, keys, err := NewServices(e.store, e.ring, e.now).Auth.Create(ctx, name)
+	a, keys, err := NewServices(e.store, e.ring, e.now, Options{}).Auth.Create(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			e.log.Error("closing the store", "err", err)
 		}
 	}()
-	svc := NewServices(e.store, e.ring, e.now)
+	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency})
 	lines, err := Sandbox(ctx, svc)
 	if err != nil {
 		return fmt.Errorf("create sandbox account: %w", err)

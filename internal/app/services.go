@@ -7,7 +7,9 @@ import (
 
 	"switchyard/api"
 	"switchyard/internal/auth"
+	"switchyard/internal/customer"
 	"switchyard/internal/gateway"
+	"switchyard/internal/gateway/simulator"
 	"switchyard/internal/httpapi"
 	"switchyard/internal/keyring"
 	"switchyard/internal/store"
@@ -17,29 +19,38 @@ import (
 // Services are the domain services over one store and keyring. The binary
 // and the HTTP tests build them the same way.
 type Services struct {
-	Store    *store.Store
-	Ring     *keyring.Ring
-	Now      func() time.Time
-	Auth     *auth.Service
-	Gateways *gateway.Service
-	Vault    *vault.Service
+	Store     *store.Store
+	Ring      *keyring.Ring
+	Now       func() time.Time
+	Auth      *auth.Service
+	Gateways  *gateway.Service
+	Vault     *vault.Service
+	Customers *customer.Service
+}
+
+// Options are the services' settings.
+type Options struct {
+	SimulatorLatency time.Duration
 }
 
 // NewServices builds every domain service.
-func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time) *Services {
+func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time, opts Options) *Services {
 	gateways := gateway.NewService(st, ring, now)
+	v := vault.NewService(st, gateways, ring, now)
+	connectors := gateway.Connectors{gateway.Simulator: simulator.New(opts.SimulatorLatency)}
 	return &Services{
 		Store: st, Ring: ring, Now: now,
-		Auth:     auth.NewService(st, now),
-		Gateways: gateways,
-		Vault:    vault.NewService(st, gateways, ring, now),
+		Auth:      auth.NewService(st, now),
+		Gateways:  gateways,
+		Vault:     v,
+		Customers: customer.NewService(st, v, gateways, connectors, now),
 	}
 }
 
 // Deps returns the HTTP API's dependencies (no metrics, no CORS origins).
 func (s *Services) Deps(log *slog.Logger) httpapi.Deps {
 	return httpapi.Deps{
-		Auth: s.Auth, Gateways: s.Gateways, Vault: s.Vault, Idempotency: s.Store, Health: s.Store.Ping,
+		Auth: s.Auth, Gateways: s.Gateways, Vault: s.Vault, Customers: s.Customers, Idempotency: s.Store, Health: s.Store.Ping,
 		Log: log, Now: s.Now, OpenAPI: api.OpenAPI,
 	}
 }

@@ -299,3 +299,9 @@ func (s *Service) Active(ctx context.Context, account, id, path string) (Gateway
 	}
 	return g, nil
 }
+
+// CheckActive is Active without the gateway.
+func (s *Service) CheckActive(ctx context.Context, account, id, path string) error {
+	_, err := s.Active(ctx, account, id, path)
+	return err
+}

@@ -26,6 +26,15 @@ func (s *Server) routeTable() []route {
 		{method: "DELETE", pattern: "/v1/vault/payment_sources/{token}", rtype: "payment_source", auth: authSecret, h: s.archiveVault},
 		{method: "GET", pattern: "/v1/vault-tokens/{token}", rtype: "payment_source", auth: authSecret, h: s.getVault},
 		{method: "DELETE", pattern: "/v1/vault-tokens/{token}", rtype: "payment_source", auth: authSecret, h: s.archiveVault},
+
+		{method: "POST", pattern: "/v1/customers", rtype: "customer", auth: authSecret, h: s.createCustomer},
+		{method: "GET", pattern: "/v1/customers", rtype: "customer", auth: authSecret, h: s.listCustomers},
+		{method: "GET", pattern: "/v1/customers/payment_sources", rtype: "payment_source", auth: authPublic, h: s.publicSources},
+		{method: "GET", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, h: s.getCustomer},
+		{method: "POST", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, exists: s.customerExists, h: s.updateCustomer},
+		{method: "DELETE", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, h: s.archiveCustomer},
+		{method: "POST", pattern: "/v1/customers/{id}/payment_sources/{payment_source_id}", rtype: "customer", auth: authSecret, exists: s.customerExists, h: s.replaceSource},
+		{method: "DELETE", pattern: "/v1/customers/{id}/payment_sources/{payment_source_id}", rtype: "customer", auth: authSecret, h: s.archiveSource},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"switchyard/internal/auth"
+	"switchyard/internal/customer"
 	"switchyard/internal/errs"
 	"switchyard/internal/gateway"
 	"switchyard/internal/idempotency"
@@ -30,6 +31,7 @@ type Deps struct {
 	Auth        *auth.Service
 	Gateways    *gateway.Service
 	Vault       *vault.Service
+	Customers   *customer.Service
 	Idempotency idempotency.Store
 	Health      func(ctx context.Context) error
 	Metrics     *Metrics

@@ -11,7 +11,6 @@ import (
 
 	"switchyard/internal/contact"
 	"switchyard/internal/errs"
-	"switchyard/internal/gateway"
 	"switchyard/internal/keyring"
 	"switchyard/internal/page"
 )
@@ -77,7 +76,10 @@ type Record struct {
 }
 
 // Secret purposes kept per account.
-const FingerprintKey = "fingerprint"
+const (
+	FingerprintKey = "fingerprint"
+	QueryTokenKey  = "query-token"
+)
 
 // Store keeps vault records and per-account secrets.
 type Store interface {
@@ -103,9 +105,10 @@ type Store interface {
 	SweepVault(ctx context.Context, now time.Time) (int, error)
 }
 
-// Gateways is what the vault needs of gateways.
+// Gateways is what the vault needs of gateways: that a named gateway is
+// an active one of the account (400 on path otherwise).
 type Gateways interface {
-	Active(ctx context.Context, account, id, path string) (gateway.Gateway, error)
+	CheckActive(ctx context.Context, account, id, path string) error
 }
 
 // Service implements one-time tokens and the vault.
@@ -114,7 +117,7 @@ type Service struct {
 	gateways Gateways
 	ring     *keyring.Ring
 	now      func() time.Time
-	fpKeys   sync.Map // account → fingerprint key (immutable once made)
+	secrets  sync.Map // purpose+account → opened secret (immutable once made)
 }
 
 // NewService returns a Service.
@@ -132,34 +135,7 @@ func aad(account, token string) []byte { return keyring.AAD("card", account, tok
 
 // fingerprintKey returns the account's fingerprint key, made on first use.
 func (s *Service) fingerprintKey(ctx context.Context, account string) ([]byte, error) {
-	if k, ok := s.fpKeys.Load(account); ok {
-		return k.([]byte), nil
-	}
-	a := keyring.AAD("account-secret", account, FingerprintKey)
-	blob, err := s.store.AccountSecret(ctx, account, FingerprintKey, func() ([]byte, int, error) {
-		k, err := keyring.NewSecret()
-		if err != nil {
-			return nil, 0, err
-		}
-		sealed, err := s.ring.Seal(k, a)
-		if err != nil {
-			return nil, 0, err
-		}
-		return sealed.Marshal(), sealed.KeyVersion, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := keyring.Unmarshal(blob)
-	if err != nil {
-		return nil, errs.Wrap("vault.fingerprintKey", err)
-	}
-	k, err := s.ring.Open(sealed, a)
-	if err != nil {
-		return nil, errs.Wrap("vault.fingerprintKey", err)
-	}
-	s.fpKeys.Store(account, k)
-	return k, nil
+	return s.Secret(ctx, account, FingerprintKey)
 }
 
 // fill seals card into r and sets its masked fields and fingerprint.
@@ -312,7 +288,7 @@ func (s *Service) CreateToken(ctx context.Context, account string, in TokenInput
 		}
 	}
 	if gid != "" {
-		if _, err := s.gateways.Active(ctx, account, gid, "gateway_id"); err != nil {
+		if err := s.gateways.CheckActive(ctx, account, gid, "gateway_id"); err != nil {
 			return "", err
 		}
 	}
@@ -532,4 +508,49 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		return 0, errs.Wrap("vault.Sweep", err)
 	}
 	return n, nil
+}
+
+// NewPermanent builds (without writing) a permanent vault record for card,
+// for a caller that writes it in its own transaction. The CVV is dropped.
+func (s *Service) NewPermanent(ctx context.Context, account string, card Card, addr Address) (Record, error) {
+	now := s.stamp()
+	r := Record{Token: uuid.NewString(), AccountID: account, Kind: Permanent, Status: Active, Address: addr, CreatedAt: now, UpdatedAt: now}
+	if err := s.fill(ctx, &r, card, false); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+// Secret returns an account's random secret for purpose (made on first
+// use, stored sealed): fingerprint keys, query-token signing keys.
+func (s *Service) Secret(ctx context.Context, account, purpose string) ([]byte, error) {
+	cacheKey := purpose + "\x00" + account
+	if k, ok := s.secrets.Load(cacheKey); ok {
+		return k.([]byte), nil
+	}
+	a := keyring.AAD("account-secret", account, purpose)
+	blob, err := s.store.AccountSecret(ctx, account, purpose, func() ([]byte, int, error) {
+		k, err := keyring.NewSecret()
+		if err != nil {
+			return nil, 0, err
+		}
+		sealed, err := s.ring.Seal(k, a)
+		if err != nil {
+			return nil, 0, err
+		}
+		return sealed.Marshal(), sealed.KeyVersion, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := keyring.Unmarshal(blob)
+	if err != nil {
+		return nil, errs.Wrap("vault.Secret", err)
+	}
+	k, err := s.ring.Open(sealed, a)
+	if err != nil {
+		return nil, errs.Wrap("vault.Secret", err)
+	}
+	s.secrets.Store(cacheKey, k)
+	return k, nil
 }
