@@ -30,6 +30,8 @@ commands:
   serve                          run the server (default)
   account create --name NAME [--json]
                                  create an account with fresh keys
+  keys rotate                    re-wrap every data key under the newest master-key version
+  keys retire vN                 mark master-key version N retired (refused while in use)
   migrate                        apply schema migrations and exit
   version                        print the version
 `
@@ -51,6 +53,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		} else {
 			err = accountCreate(ctx, args[1:], getenv, stdout)
 		}
+	case "keys":
+		err = keysCmd(ctx, args, getenv, stdout, stderr)
 	case "migrate":
 		err = migrateCmd(ctx, args, getenv, stdout)
 	case "version":
@@ -67,8 +71,9 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stderr, usage)
+	var he *config.HelpError
+	if errors.As(err, &he) {
+		fmt.Fprint(stderr, usage+"\nflags:\n"+he.Usage)
 		return 2
 	}
 	var ce *config.Error
@@ -122,7 +127,12 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
-	return &env{cfg: cfg, log: log, eng: eng, store: store.New(eng), ring: ring, now: time.Now}, rest, nil
+	st := store.New(eng)
+	if err := CheckKeys(ctx, st, ring); err != nil {
+		eng.Close()
+		return nil, nil, err
+	}
+	return &env{cfg: cfg, log: log, eng: eng, store: st, ring: ring, now: time.Now}, rest, nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {

@@ -33,6 +33,32 @@ type Config struct {
 	GroupCommit bool
 }
 
+// HelpError asks for the flags' description (exit code 2, like flag's own -h).
+type HelpError struct{ Usage string }
+
+func (e *HelpError) Error() string { return e.Usage }
+
+// Usage describes fs's flags with their environment variables.
+func Usage(fs *flag.FlagSet) string {
+	env := map[string]string{}
+	for _, b := range bindings {
+		env[b.flag] = b.env
+	}
+	var sb strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(&sb, "  --%s", f.Name)
+		if e := env[f.Name]; e != "" {
+			fmt.Fprintf(&sb, " (%s)", e)
+		}
+		fmt.Fprintf(&sb, "\n      %s", f.Usage)
+		if f.DefValue != "" {
+			fmt.Fprintf(&sb, " (default %q)", f.DefValue)
+		}
+		sb.WriteString("\n")
+	})
+	return sb.String()
+}
+
 // Error is a bad flag or value: one line naming it (exit code 2).
 type Error struct{ Msg string }
 
@@ -92,7 +118,7 @@ func FlagSet(name string, c *Config) *flag.FlagSet {
 func Parse(fs *flag.FlagSet, c *Config, args []string, getenv func(string) string) ([]string, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
+			return nil, &HelpError{Usage: Usage(fs)}
 		}
 		return nil, &Error{Msg: err.Error()}
 	}
