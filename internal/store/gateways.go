@@ -32,11 +32,12 @@ func gatewayNotFound() error { return errs.NotFoundf("id", "gateway not found") 
 func (s *Store) CreateGateway(ctx context.Context, g *gateway.Gateway) error {
 	err := s.eng.Write(ctx, func(q Querier) error {
 		if !g.Default {
-			var n int
-			if err := q.QueryRowContext(ctx, `SELECT count(*) FROM gateways WHERE account_id = $1 AND archived = 0`, g.AccountID).Scan(&n); err != nil {
+			// The first active gateway of an account becomes its default.
+			var any int
+			if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM gateways WHERE account_id = $1 AND archived = 0 LIMIT 1) AS first`, g.AccountID).Scan(&any); err != nil {
 				return err
 			}
-			g.Default = n == 0
+			g.Default = any == 0
 		} else if err := clearDefault(ctx, q, g.AccountID, g.ID); err != nil {
 			return err
 		}
