@@ -27,7 +27,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			e.log.Error("closing the store", "err", err)
 		}
 	}()
-	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency})
+	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency, ReconcileInterval: e.cfg.ReconcileInterval})
 	lines, err := Sandbox(ctx, svc)
 	if err != nil {
 		return fmt.Errorf("create sandbox account: %w", err)
@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	go sweep(bg, e, svc)
+	go reconcile(bg, e, svc)
 	e.log.Info("serving", "addr", ln.Addr().String(), "version", Version)
 	fmt.Fprintf(stdout, "switchyard listening on http://%s\n", ln.Addr().String())
 
@@ -110,6 +111,35 @@ func sweep(ctx context.Context, e *env, svc *Services) {
 			e.log.Warn("sweeping idempotency keys", "err", err)
 		} else if n > 0 {
 			e.log.Debug("swept idempotency keys", "count", n)
+		}
+	}
+}
+
+// reconcile settles charges whose gateway outcome is unknown (spec §8.8).
+// Each pass claims due transactions in the store, so nodes share the work.
+func reconcile(ctx context.Context, e *env, svc *Services) {
+	interval := e.cfg.ReconcileInterval
+	tick := interval / 4
+	if tick > 5*time.Second {
+		tick = 5 * time.Second
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := svc.Charges.ReconcileOnce(ctx, 100)
+			if err != nil {
+				e.log.Warn("reconciling charges", "err", err)
+				break
+			}
+			if n < 100 {
+				break
+			}
 		}
 	}
 }

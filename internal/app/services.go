@@ -7,6 +7,7 @@ import (
 
 	"switchyard/api"
 	"switchyard/internal/auth"
+	"switchyard/internal/charge"
 	"switchyard/internal/customer"
 	"switchyard/internal/gateway"
 	"switchyard/internal/gateway/simulator"
@@ -26,31 +27,38 @@ type Services struct {
 	Gateways  *gateway.Service
 	Vault     *vault.Service
 	Customers *customer.Service
+	Charges   *charge.Service
 }
 
 // Options are the services' settings.
 type Options struct {
-	SimulatorLatency time.Duration
+	SimulatorLatency  time.Duration
+	ReconcileInterval time.Duration // default 30 s
 }
 
 // NewServices builds every domain service.
 func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time, opts Options) *Services {
 	gateways := gateway.NewService(st, ring, now)
 	v := vault.NewService(st, gateways, ring, now)
-	connectors := gateway.Connectors{gateway.Simulator: simulator.New(opts.SimulatorLatency)}
+	connectors := gateway.Connectors{gateway.Simulator: simulator.WithLedger(opts.SimulatorLatency, st, now)}
+	customers := customer.NewService(st, v, gateways, connectors, now)
+	if opts.ReconcileInterval <= 0 {
+		opts.ReconcileInterval = 30 * time.Second
+	}
 	return &Services{
 		Store: st, Ring: ring, Now: now,
 		Auth:      auth.NewService(st, now),
 		Gateways:  gateways,
 		Vault:     v,
-		Customers: customer.NewService(st, v, gateways, connectors, now),
+		Customers: customers,
+		Charges:   charge.NewService(st, v, customers, gateways, connectors, now, opts.ReconcileInterval),
 	}
 }
 
 // Deps returns the HTTP API's dependencies (no metrics, no CORS origins).
 func (s *Services) Deps(log *slog.Logger) httpapi.Deps {
 	return httpapi.Deps{
-		Auth: s.Auth, Gateways: s.Gateways, Vault: s.Vault, Customers: s.Customers, Idempotency: s.Store, Health: s.Store.Ping,
+		Auth: s.Auth, Gateways: s.Gateways, Vault: s.Vault, Customers: s.Customers, Charges: s.Charges, Idempotency: s.Store, Health: s.Store.Ping,
 		Log: log, Now: s.Now, OpenAPI: api.OpenAPI,
 	}
 }

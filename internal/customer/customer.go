@@ -20,6 +20,11 @@ import (
 	"switchyard/internal/vault"
 )
 
+// CollectedScale is how many stored units make one major unit of
+// Collected: amounts of every currency (exponents up to 4) add up exactly,
+// and total_collected_amount is their sum rounded down (spec §7.3).
+const CollectedScale = 10000
+
 // Customer is one customer with its active sources, oldest first.
 type Customer struct {
 	ID            string
@@ -29,7 +34,7 @@ type Customer struct {
 	Meta          map[string]any // nil = unset
 	DefaultSource string         // "" = none
 	Successful    int
-	Collected     int64
+	Collected     int64 // in 1/CollectedScale major units
 	Sources       []Source
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
@@ -132,7 +137,7 @@ func (s *Service) stamp() time.Time { return s.now().UTC().Truncate(time.Millise
 // SourceInput is a payment_source object (or the top-level token) after
 // wire decoding.
 type SourceInput struct {
-	Present    bool   // a payment_source object was sent
+	Present    bool   // payment_source was sent (an object, or a bad type: Input.Invalid)
 	Token      string // payment_source.token (flow 2, second spelling)
 	GatewayID  string
 	VaultToken string
@@ -152,6 +157,12 @@ type Input struct {
 	Source         SourceInput
 	Meta           map[string]any
 	MetaSet        bool
+	// Invalid holds the wire-decoding error (wrong JSON type) of a
+	// top-level field, keyed by its name ("token", "first_name", …,
+	// "payment_source" for itself or any field inside it, "meta"). It is
+	// reported when validation reaches that field, so that only the first
+	// failing field in table order is reported (spec §3.4 step 6, §7.4).
+	Invalid map[string]error
 }
 
 var textFields = []string{"reference", "description", "company_name", "first_name", "last_name"}
@@ -192,11 +203,15 @@ type plan struct {
 func (s *Service) validate(in *Input, create bool) (plan, error) {
 	var p plan
 	ps := in.Source
-	if create && in.Token == "" && !ps.Present {
+	tokenSent := in.Token != "" || in.Invalid["token"] != nil
+	if create && !tokenSent && !ps.Present {
 		return p, errs.Invalidf("payment_source", "payment_source or token is required")
 	}
-	if in.Token != "" && ps.Present {
+	if tokenSent && ps.Present {
 		return p, errs.Invalidf("payment_source", "payment_source and token cannot be used together")
+	}
+	if err := in.Invalid["token"]; err != nil {
+		return p, err
 	}
 	if in.Token != "" {
 		t, err := vault.CheckToken("token", "token", in.Token)
@@ -206,14 +221,23 @@ func (s *Service) validate(in *Input, create bool) (plan, error) {
 		p.flow, p.token, p.tokenPath = 2, t, "token"
 	}
 	for _, name := range textFields {
+		if err := in.Invalid[name]; err != nil {
+			return p, err
+		}
 		if err := contact.Text(name, name, *in.Text.field(name)); err != nil {
 			return p, err
 		}
+	}
+	if err := in.Invalid["email"]; err != nil {
+		return p, err
 	}
 	if in.Text.Email != "" {
 		if err := contact.Email("email", in.Text.Email); err != nil {
 			return p, err
 		}
+	}
+	if err := in.Invalid["phone"]; err != nil {
+		return p, err
 	}
 	if in.Text.Phone != "" {
 		country := ps.Address.Country
@@ -226,19 +250,28 @@ func (s *Service) validate(in *Input, create bool) (plan, error) {
 		}
 		in.Text.Phone = ph
 	}
+	if err := in.Invalid["default_source"]; err != nil {
+		return p, err
+	}
 	if in.DefaultSource != "" {
 		if !paydock.IsID(in.DefaultSource) {
 			return p, errs.Invalidf("default_source", "default_source must be a mongodb id")
 		}
 		in.DefaultSource = paydock.NormalizeID(in.DefaultSource)
 	}
+	if err := in.Invalid["payment_source"]; err != nil {
+		return p, err
+	}
 	if ps.Present {
 		if err := s.validateSource(ps, &p); err != nil {
 			return p, errs.WithPrefix(err, "payment_source.")
 		}
 	}
+	if err := in.Invalid["meta"]; err != nil {
+		return p, err
+	}
 	if in.MetaSet {
-		if err := checkMeta(in.Meta); err != nil {
+		if err := CheckMeta(in.Meta); err != nil {
 			return p, err
 		}
 	}
@@ -304,7 +337,9 @@ func (s *Service) validateSource(ps SourceInput, p *plan) error {
 	return nil
 }
 
-func checkMeta(m map[string]any) error {
+// CheckMeta checks a meta object (spec §7.1): up to 50 keys of at most 64
+// characters, values strings of at most 500 characters, numbers or booleans.
+func CheckMeta(m map[string]any) error {
 	bad := errs.Invalidf("meta", "meta must be an object of strings, numbers or booleans")
 	if len(m) > 50 {
 		return bad
@@ -664,4 +699,19 @@ func (s *Service) ArchiveSource(ctx context.Context, account, id, sourceID strin
 		return Customer{}, errs.Wrap("customer.ArchiveSource", err)
 	}
 	return c, nil
+}
+
+// BySource returns the customer owning an active source (archived
+// customers too, so callers can say so).
+func (s *Service) BySource(ctx context.Context, account, sourceID string) (Customer, error) {
+	for _, archived := range []bool{false, true} {
+		cs, _, err := s.store.ListCustomers(ctx, account, Filter{PaymentSourceID: sourceID}, page.Params{Limit: 1, Archived: archived, Desc: true})
+		if err != nil {
+			return Customer{}, errs.Wrap("customer.BySource", err)
+		}
+		if len(cs) == 1 {
+			return cs[0], nil
+		}
+	}
+	return Customer{}, sourceNotFound()
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 
 	"switchyard/internal/errs"
 	"switchyard/internal/vault"
@@ -32,6 +33,7 @@ type Stored struct {
 // kind Declined or Gateway carrying its Decline.
 type Connector interface {
 	StoreCard(ctx context.Context, req StoreRequest) (Stored, error)
+	Mover
 }
 
 // Connectors maps a gateway type to its connector.
@@ -46,4 +48,53 @@ func (cs Connectors) For(g Gateway) (Connector, error) {
 			GatewayDescription: "the " + g.Type + " connector is not available in this version"}}
 	}
 	return c, nil
+}
+
+// ErrUnknownOutcome is returned when a gateway did not answer a call that
+// may have acted: the outcome must be looked up, never guessed or re-sent.
+var ErrUnknownOutcome = errors.New("the gateway did not answer in time; outcome unknown")
+
+// ChargeRequest asks a gateway to authorise (Capture false) or sell.
+type ChargeRequest struct {
+	Gateway     Gateway
+	Key         string
+	TxnID       string // Switchyard's transaction id: idempotency key and lookup reference
+	ChargeID    string
+	Amount      int64  // minor units
+	Currency    string // ISO code, upper-case
+	Capture     bool
+	Card        vault.Card // the card (opened from the vault or the request)
+	RefToken    string     // a source stored at this gateway: its customer reference
+	GatewayRef  string     // … and its card reference
+	Description string
+}
+
+// OpRequest asks for capture, cancel or refund of an earlier charge.
+type OpRequest struct {
+	Gateway    Gateway
+	Key        string
+	TxnID      string
+	ExternalID string // the charge's id at the gateway
+	Amount     int64
+	Currency   string
+}
+
+// Lookup is what a gateway knows of one of our transactions.
+type Lookup struct {
+	Found      bool
+	Succeeded  bool   // the operation took effect
+	Pending    bool   // not settled yet (refunds)
+	ExternalID string // the gateway's id of what it did
+	Decline    *errs.Decline
+}
+
+// Mover moves money. Refusals are *errs.Error with a Decline; a call whose
+// outcome is unknown returns ErrUnknownOutcome.
+type Mover interface {
+	Charge(ctx context.Context, req ChargeRequest) (externalID string, err error)
+	Capture(ctx context.Context, req OpRequest) error
+	Cancel(ctx context.Context, req OpRequest) error
+	Refund(ctx context.Context, req OpRequest) (externalID string, err error)
+	// Lookup finds a transaction by our reference; it never re-sends it.
+	Lookup(ctx context.Context, g Gateway, key, txnID string) (Lookup, error)
 }

@@ -57,6 +57,8 @@ type Store interface {
 	// and writes it back; fn's error aborts the update.
 	UpdateGateway(ctx context.Context, account, id string, fn func(g *Gateway) error) (Gateway, error)
 	ListGateways(ctx context.Context, account string, f Filter, p page.Params) ([]Gateway, int, error)
+	// DefaultGateway returns the account's active default gateway, if any.
+	DefaultGateway(ctx context.Context, account string) (Gateway, bool, error)
 }
 
 // Service implements the gateway use cases.
@@ -77,6 +79,10 @@ type Input struct {
 	Type, Name, Mode, Key             string
 	TypeSet, NameSet, ModeSet, KeySet bool
 	Default, DefaultSet               bool
+	// Bad holds wire errors (a wrong JSON type) by field name; each is
+	// reported in its field's turn, so the first failing field in table
+	// order wins (spec §3.4).
+	Bad map[string]error
 }
 
 // CanonicalType maps any letter case to the canonical spelling, or "".
@@ -122,6 +128,9 @@ func checkKey(mode, key string) error {
 
 // Create validates in spec §4.1 order and stores a new gateway.
 func (s *Service) Create(ctx context.Context, account string, in Input) (Gateway, error) {
+	if err := in.Bad["type"]; err != nil {
+		return Gateway{}, err
+	}
 	typ := CanonicalType(in.Type)
 	if in.Type == "" {
 		return Gateway{}, errs.Invalidf("type", "type is required")
@@ -129,7 +138,13 @@ func (s *Service) Create(ctx context.Context, account string, in Input) (Gateway
 	if typ == "" {
 		return Gateway{}, errs.Invalidf("type", "type must be one of: Simulator, Stripe")
 	}
+	if err := in.Bad["name"]; err != nil {
+		return Gateway{}, err
+	}
 	if err := checkName(in.Name); err != nil {
+		return Gateway{}, err
+	}
+	if err := in.Bad["mode"]; err != nil {
 		return Gateway{}, err
 	}
 	mode := in.Mode
@@ -137,6 +152,9 @@ func (s *Service) Create(ctx context.Context, account string, in Input) (Gateway
 		mode = ModeTest
 	}
 	if err := checkMode(typ, mode); err != nil {
+		return Gateway{}, err
+	}
+	if err := in.Bad["key"]; err != nil {
 		return Gateway{}, err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
@@ -152,6 +170,9 @@ func (s *Service) Create(ctx context.Context, account string, in Input) (Gateway
 		if err := s.seal(&g, in.Key); err != nil {
 			return Gateway{}, err
 		}
+	}
+	if err := in.Bad["default"]; err != nil {
+		return Gateway{}, err
 	}
 	if err := s.store.CreateGateway(ctx, &g); err != nil {
 		return Gateway{}, errs.Wrap("gateway.Create", err)
@@ -198,13 +219,16 @@ func (s *Service) Get(ctx context.Context, account, id string) (Gateway, error) 
 func (s *Service) Update(ctx context.Context, account, id string, in Input) (Gateway, error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
 	g, err := s.store.UpdateGateway(ctx, account, id, func(g *Gateway) error {
-		if g.Archived {
-			return errs.Unfulfilledf("", "gateway is archived")
+		if err := in.Bad["type"]; err != nil {
+			return err
 		}
 		if in.TypeSet {
 			if CanonicalType(in.Type) != g.Type {
 				return errs.Invalidf("type", "type cannot be changed")
 			}
+		}
+		if err := in.Bad["name"]; err != nil {
+			return err
 		}
 		if in.NameSet {
 			if err := checkName(in.Name); err != nil {
@@ -212,11 +236,17 @@ func (s *Service) Update(ctx context.Context, account, id string, in Input) (Gat
 			}
 			g.Name = in.Name
 		}
+		if err := in.Bad["mode"]; err != nil {
+			return err
+		}
 		if in.ModeSet {
 			if err := checkMode(g.Type, in.Mode); err != nil {
 				return err
 			}
 			g.Mode = in.Mode
+		}
+		if err := in.Bad["key"]; err != nil {
+			return err
 		}
 		if g.Type == Stripe && (in.KeySet || in.ModeSet) {
 			key := in.Key
@@ -236,6 +266,13 @@ func (s *Service) Update(ctx context.Context, account, id string, in Input) (Gat
 					return err
 				}
 			}
+		}
+		if err := in.Bad["default"]; err != nil {
+			return err
+		}
+		// The state rule comes after field validation (spec §3.4).
+		if g.Archived {
+			return errs.Unfulfilledf("", "gateway is archived")
 		}
 		if in.DefaultSet {
 			g.Default = in.Default
@@ -304,4 +341,13 @@ func (s *Service) Active(ctx context.Context, account, id, path string) (Gateway
 func (s *Service) CheckActive(ctx context.Context, account, id, path string) error {
 	_, err := s.Active(ctx, account, id, path)
 	return err
+}
+
+// Default returns the account's default gateway, if it has one (spec §8.3).
+func (s *Service) Default(ctx context.Context, account string) (Gateway, bool, error) {
+	g, ok, err := s.store.DefaultGateway(ctx, account)
+	if err != nil {
+		return Gateway{}, false, errs.Wrap("gateway.Default", err)
+	}
+	return g, ok, nil
 }

@@ -73,7 +73,7 @@ func toCustomerJSON(c customer.Customer) customerJSON {
 	t := c.Text
 	out := customerJSON{ID: c.ID, CompanyID: c.AccountID, FirstName: t.FirstName, LastName: t.LastName, Email: t.Email, Phone: t.Phone,
 		Reference: t.Reference, Description: t.Description, CompanyName: t.CompanyName, Status: "active", Archived: c.Archived,
-		Statistics: statisticsJSON{c.Successful, c.Collected}, Sources: []sourceJSON{}, Meta: c.Meta,
+		Statistics: statisticsJSON{c.Successful, c.Collected / customer.CollectedScale}, Sources: []sourceJSON{}, Meta: c.Meta,
 		CreatedAt: paydock.Time(c.CreatedAt), UpdatedAt: paydock.Time(c.UpdatedAt)}
 	if c.Archived {
 		out.Status = "archived"
@@ -90,12 +90,19 @@ func toCustomerJSON(c customer.Customer) customerJSON {
 }
 
 // customerInput decodes a customer body in the field order of spec §7.1.
-func customerInput(b paydock.Object) (customer.Input, error) {
-	in := customer.Input{TextSet: map[string]bool{}}
-	var err error
-	if in.Token, err = b.String("token"); err != nil {
-		return in, err
+// A field of the wrong JSON type is not reported here but recorded in
+// in.Invalid, so validation reports it at that field's turn (spec §3.4
+// step 6: the first failing field in table order).
+func customerInput(b paydock.Object) customer.Input {
+	in := customer.Input{TextSet: map[string]bool{}, Invalid: map[string]error{}}
+	fail := func(name string, err error) {
+		if err != nil && in.Invalid[name] == nil {
+			in.Invalid[name] = err
+		}
 	}
+	var err error
+	in.Token, err = b.String("token")
+	fail("token", err)
 	t := &in.Text
 	for _, f := range []struct {
 		name string
@@ -103,50 +110,39 @@ func customerInput(b paydock.Object) (customer.Input, error) {
 	}{{"reference", &t.Reference}, {"description", &t.Description}, {"company_name", &t.CompanyName}, {"first_name", &t.FirstName},
 		{"last_name", &t.LastName}, {"email", &t.Email}, {"phone", &t.Phone}} {
 		v, set, err := b.StringSet(f.name)
-		if err != nil {
-			return in, err
-		}
+		fail(f.name, err)
 		*f.dst, in.TextSet[f.name] = v, set
 	}
-	if in.DefaultSource, err = b.String("default_source"); err != nil {
-		return in, err
-	}
+	in.DefaultSource, err = b.String("default_source")
+	fail("default_source", err)
 	ps, present, err := b.Object("payment_source")
 	if err != nil {
-		return in, err
+		in.Source.Present = true
+		fail("payment_source", err)
 	}
 	if present {
 		src := &in.Source
 		src.Present = true
-		if err := readStrings(ps, "token", &src.Token, "gateway_id", &src.GatewayID, "vault_token", &src.VaultToken, "type", &src.Type); err != nil {
-			return in, err
-		}
-		if src.Card, err = cardInput(ps); err != nil {
-			return in, err
-		}
-		if src.Address, err = addressInput(ps); err != nil {
-			return in, err
-		}
+		fail("payment_source", readStrings(ps, "token", &src.Token, "gateway_id", &src.GatewayID, "vault_token", &src.VaultToken, "type", &src.Type))
+		src.Card, err = cardInput(ps)
+		fail("payment_source", err)
+		src.Address, err = addressInput(ps)
+		fail("payment_source", err)
 	}
-	if in.AddressCountry, err = b.String("address_country"); err != nil {
-		in.AddressCountry = "" // a stray top-level field of some plugins: never an error
-	}
+	// A stray top-level field of some plugins: a wrong type is never an error.
+	in.AddressCountry, _ = b.String("address_country")
 	if b.Has("meta") {
 		m, _, err := b.Object("meta")
 		if err != nil {
-			return in, errs.Invalidf("meta", "meta must be an object of strings, numbers or booleans")
+			fail("meta", errs.Invalidf("meta", "meta must be an object of strings, numbers or booleans"))
 		}
 		in.Meta, in.MetaSet = m.M, true
 	}
-	return in, nil
+	return in
 }
 
 func (s *Server) createCustomer(c *call) (int, any, error) {
-	in, err := customerInput(c.body)
-	if err != nil {
-		return 0, nil, err
-	}
-	cu, err := s.Customers.Create(c.ctx, c.account.ID, in)
+	cu, err := s.Customers.Create(c.ctx, c.account.ID, customerInput(c.body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -167,11 +163,7 @@ func (s *Server) getCustomer(c *call) (int, any, error) {
 }
 
 func (s *Server) updateCustomer(c *call) (int, any, error) {
-	in, err := customerInput(c.body)
-	if err != nil {
-		return 0, nil, err
-	}
-	cu, err := s.Customers.Update(c.ctx, c.account.ID, c.param("id"), in)
+	cu, err := s.Customers.Update(c.ctx, c.account.ID, c.param("id"), customerInput(c.body))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -35,6 +35,14 @@ func (s *Server) routeTable() []route {
 		{method: "DELETE", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, h: s.archiveCustomer},
 		{method: "POST", pattern: "/v1/customers/{id}/payment_sources/{payment_source_id}", rtype: "customer", auth: authSecret, exists: s.customerExists, h: s.replaceSource},
 		{method: "DELETE", pattern: "/v1/customers/{id}/payment_sources/{payment_source_id}", rtype: "customer", auth: authSecret, h: s.archiveSource},
+
+		{method: "POST", pattern: "/v1/charges", rtype: "charge", auth: authSecret, h: s.createCharge},
+		{method: "GET", pattern: "/v1/charges", rtype: "charge", auth: authSecret, h: s.listCharges},
+		{method: "GET", pattern: "/v1/charges/{id}", rtype: "charge", auth: authSecret, h: s.getCharge},
+		{method: "DELETE", pattern: "/v1/charges/{id}", rtype: "charge", auth: authSecret, h: s.archiveCharge},
+		{method: "POST", pattern: "/v1/charges/{id}/capture", rtype: "charge", auth: authSecret, exists: s.chargeExists, h: s.captureCharge},
+		{method: "DELETE", pattern: "/v1/charges/{id}/capture", rtype: "charge", auth: authSecret, h: s.cancelCharge},
+		{method: "POST", pattern: "/v1/charges/{id}/refunds", rtype: "charge", auth: authSecret, exists: s.chargeExists, h: s.refundCharge},
 	}
 }
 

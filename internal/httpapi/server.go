@@ -12,12 +12,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"switchyard/internal/auth"
+	"switchyard/internal/charge"
 	"switchyard/internal/customer"
 	"switchyard/internal/errs"
 	"switchyard/internal/gateway"
@@ -32,6 +34,7 @@ type Deps struct {
 	Gateways    *gateway.Service
 	Vault       *vault.Service
 	Customers   *customer.Service
+	Charges     *charge.Service
 	Idempotency idempotency.Store
 	Health      func(ctx context.Context) error
 	Metrics     *Metrics
@@ -147,6 +150,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ri.log.Debug("request", "method", r.Method, "route", route, "status", rec.status, "duration_ms", float64(d.Microseconds())/1000)
 	}()
+	if path.Clean(r.URL.Path) != r.URL.Path {
+		// ServeMux would answer an HTML redirect; paths are exact (spec §1.1).
+		s.writeError(w, r, &errs.Error{Kind: errs.NotFound}, "path", nil)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -30,7 +30,9 @@ func gatewayNotFound() error { return errs.NotFoundf("id", "gateway not found") 
 // CreateGateway implements gateway.Store: the first active gateway of an
 // account becomes its default; a new default clears the flag elsewhere.
 func (s *Store) CreateGateway(ctx context.Context, g *gateway.Gateway) error {
+	asked := g.Default
 	err := s.eng.Write(ctx, func(q Querier) error {
+		g.Default = asked // fn may run again (engine retry)
 		if !g.Default {
 			// The first active gateway of an account becomes its default.
 			var any int
@@ -74,6 +76,7 @@ func (s *Store) UpdateGateway(ctx context.Context, account, id string, fn func(g
 	var out gateway.Gateway
 	var fnErr error
 	err := s.eng.Write(ctx, func(q Querier) error {
+		out, fnErr = gateway.Gateway{}, nil // fn may run again (engine retry)
 		g, err := scanGateway(q.QueryRowContext(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE id = $1 AND account_id = $2`, id, account))
 		if errors.Is(err, sql.ErrNoRows) {
 			fnErr = gatewayNotFound()
@@ -137,4 +140,16 @@ func (s *Store) ListGateways(ctx context.Context, account string, f gateway.Filt
 		out = append(out, g)
 	}
 	return out, n, s.wrap("store.ListGateways", rows.Err())
+}
+
+// DefaultGateway implements gateway.Store.
+func (s *Store) DefaultGateway(ctx context.Context, account string) (gateway.Gateway, bool, error) {
+	g, err := scanGateway(s.eng.Reader().QueryRowContext(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE account_id = $1 AND is_default = 1 AND archived = 0`, account))
+	if errors.Is(err, sql.ErrNoRows) {
+		return gateway.Gateway{}, false, nil
+	}
+	if err != nil {
+		return gateway.Gateway{}, false, s.wrap("store.DefaultGateway", err)
+	}
+	return g, true, nil
 }

@@ -3,6 +3,8 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +195,10 @@ type TokenInput struct {
 	Card      CardInput
 	Contact   Contact
 	Address   Address
+	// Bad holds wire errors (a wrong JSON type) by field name; each is
+	// reported in its field's turn, so the first failing field in table
+	// order wins (spec §3.4 step 6).
+	Bad map[string]error
 }
 
 // HasCard reports whether any card field was sent.
@@ -209,12 +215,22 @@ func CheckType(path, t string) error {
 }
 
 // CheckAddress validates address fields and upper-cases the country.
-func CheckAddress(a *Address) error {
+func CheckAddress(a *Address) error { return checkAddress(a, nil) }
+
+// checkAddress is CheckAddress reporting a wire error of bad in its
+// field's turn.
+func checkAddress(a *Address, bad map[string]error) error {
 	for _, f := range []struct{ name, v string }{{"address_line1", a.Line1}, {"address_line2", a.Line2}, {"address_line3", a.Line3},
 		{"address_city", a.City}, {"address_state", a.State}, {"address_postcode", a.Postcode}} {
+		if err := bad[f.name]; err != nil {
+			return err
+		}
 		if err := contact.Text(f.name, f.name, f.v); err != nil {
 			return err
 		}
+	}
+	if err := bad["address_country"]; err != nil {
+		return err
 	}
 	if a.Country != "" {
 		c, err := contact.Country("address_country", a.Country)
@@ -249,53 +265,136 @@ func isID(s string) bool {
 	return true
 }
 
-// CreateToken makes a one-time token (spec §5). A body with no card field
-// at all makes an empty key-probe token.
-func (s *Service) CreateToken(ctx context.Context, account string, in TokenInput) (string, error) {
+// cardFields are the card fields in the order of spec §6.4.
+var cardFields = [...]string{"card_name", "card_number", "expire_month", "expire_year", "card_ccv"}
+
+// checkCard is ValidateCard reporting a wire error of bad in its field's
+// turn: a failure of an earlier field wins over it.
+func checkCard(in CardInput, bad map[string]error, now time.Time) (Card, error) {
+	first := -1
+	for i, f := range cardFields {
+		if bad[f] != nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return ValidateCard(in, now)
+	}
+	// Mistyped fields hold a placeholder: a field's checks depend only on
+	// the fields before it, so an error at an earlier field is genuine.
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"card_name", &in.Name}, {"card_number", &in.Number}, {"expire_month", &in.ExpMonth}, {"expire_year", &in.ExpYear}, {"card_ccv", &in.CCV}} {
+		if bad[f.name] != nil {
+			*f.v = "?"
+		}
+	}
+	if _, err := ValidateCard(in, now); err != nil {
+		var e *errs.Error
+		if errors.As(err, &e) && slices.Index(cardFields[:], e.Path) < first {
+			return Card{}, err
+		}
+	}
+	return Card{}, bad[cardFields[first]]
+}
+
+// hasBadCard reports whether a card field was sent with a wrong JSON type.
+func hasBadCard(bad map[string]error) bool {
+	for _, f := range cardFields {
+		if bad[f] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenFields is a one-time token request after field validation.
+type tokenFields struct {
+	gatewayID string
+	card      Card
+	empty     bool
+	contact   Contact
+	address   Address
+}
+
+// checkTokenInput is the field validation of spec §5, in table order
+// (spec §3.4 step 6); it looks nothing up.
+func checkTokenInput(in TokenInput, now time.Time) (tokenFields, error) {
+	var f tokenFields
+	if err := in.Bad["gateway_id"]; err != nil {
+		return f, err
+	}
 	gid, err := CheckGatewayID("gateway_id", in.GatewayID)
 	if err != nil {
-		return "", err
+		return f, err
+	}
+	if err := in.Bad["type"]; err != nil {
+		return f, err
 	}
 	if err := CheckType("type", in.Type); err != nil {
-		return "", err
+		return f, err
 	}
-	now := s.stamp()
-	var card Card
-	empty := !in.Card.HasCard()
-	if !empty {
-		if card, err = ValidateCard(in.Card, now); err != nil {
-			return "", err
+	f.gatewayID = gid
+	f.empty = !in.Card.HasCard() && !hasBadCard(in.Bad)
+	if !f.empty {
+		if f.card, err = checkCard(in.Card, in.Bad, now); err != nil {
+			return f, err
 		}
 	}
 	ct := in.Contact
-	for _, f := range []struct{ name, v string }{{"first_name", ct.FirstName}, {"last_name", ct.LastName}} {
-		if err := contact.Text(f.name, f.name, f.v); err != nil {
-			return "", err
+	for _, c := range []struct{ name, v string }{{"first_name", ct.FirstName}, {"last_name", ct.LastName}} {
+		if err := in.Bad[c.name]; err != nil {
+			return f, err
 		}
+		if err := contact.Text(c.name, c.name, c.v); err != nil {
+			return f, err
+		}
+	}
+	if err := in.Bad["email"]; err != nil {
+		return f, err
 	}
 	if ct.Email != "" {
 		if err := contact.Email("email", ct.Email); err != nil {
-			return "", err
+			return f, err
+		}
+	}
+	if err := in.Bad["phone"]; err != nil {
+		return f, err
+	}
+	if ct.Phone != "" {
+		// Before the address (table order); the country only guides
+		// normalisation, and contact.Region reads it in any case.
+		if ct.Phone, err = contact.Phone("phone", ct.Phone, in.Address.Country); err != nil {
+			return f, err
 		}
 	}
 	addr := in.Address
-	if err := CheckAddress(&addr); err != nil {
+	if err := checkAddress(&addr, in.Bad); err != nil {
+		return f, err
+	}
+	f.contact, f.address = ct, addr
+	return f, nil
+}
+
+// CreateToken makes a one-time token (spec §5). A body with no card field
+// at all makes an empty key-probe token.
+func (s *Service) CreateToken(ctx context.Context, account string, in TokenInput) (string, error) {
+	now := s.stamp()
+	f, err := checkTokenInput(in, now)
+	if err != nil {
 		return "", err
 	}
-	if ct.Phone != "" {
-		if ct.Phone, err = contact.Phone("phone", ct.Phone, addr.Country); err != nil {
+	if f.gatewayID != "" {
+		if err := s.gateways.CheckActive(ctx, account, f.gatewayID, "gateway_id"); err != nil {
 			return "", err
 		}
 	}
-	if gid != "" {
-		if err := s.gateways.CheckActive(ctx, account, gid, "gateway_id"); err != nil {
-			return "", err
-		}
-	}
-	r := Record{Token: uuid.NewString(), AccountID: account, Kind: OneTime, Status: Active, Address: addr, Contact: ct,
-		GatewayID: gid, Empty: empty, ExpiresAt: now.Add(OneTimeTTL), CreatedAt: now, UpdatedAt: now}
-	if !empty {
-		if err := s.fill(ctx, &r, card, true); err != nil {
+	r := Record{Token: uuid.NewString(), AccountID: account, Kind: OneTime, Status: Active, Address: f.address, Contact: f.contact,
+		GatewayID: f.gatewayID, Empty: f.empty, ExpiresAt: now.Add(OneTimeTTL), CreatedAt: now, UpdatedAt: now}
+	if !f.empty {
+		if err := s.fill(ctx, &r, f.card, true); err != nil {
 			return "", err
 		}
 	}
@@ -312,6 +411,8 @@ type VaultInput struct {
 	Card      CardInput
 	VaultType string
 	Address   Address
+	// Bad holds wire errors by field name, as in TokenInput.
+	Bad map[string]error
 }
 
 // CheckToken checks the shape of a token field and lower-cases it.
@@ -334,13 +435,19 @@ func isToken(s string) bool {
 // or a one-time token (spec §6.1).
 func (s *Service) CreateVault(ctx context.Context, account string, in VaultInput) (Record, error) {
 	var err error
+	if err := in.Bad["token"]; err != nil {
+		return Record{}, err
+	}
 	if in.Token != "" {
-		if in.Card.Number != "" {
+		if in.Card.Number != "" || in.Bad["card_number"] != nil {
 			return Record{}, errs.Invalidf("token", "token cannot be combined with card details")
 		}
 		if in.Token, err = CheckToken("token", "token", in.Token); err != nil {
 			return Record{}, err
 		}
+	}
+	if err := in.Bad["type"]; err != nil {
+		return Record{}, err
 	}
 	if err := CheckType("type", in.Type); err != nil {
 		return Record{}, err
@@ -348,9 +455,19 @@ func (s *Service) CreateVault(ctx context.Context, account string, in VaultInput
 	now := s.stamp()
 	var card Card
 	if in.Token == "" {
-		if card, err = ValidateCard(in.Card, now); err != nil {
+		if card, err = checkCard(in.Card, in.Bad, now); err != nil {
 			return Record{}, err
 		}
+	} else {
+		// The token replaces the card fields; a mistyped one is still wrong.
+		for _, f := range cardFields {
+			if err := in.Bad[f]; err != nil {
+				return Record{}, err
+			}
+		}
+	}
+	if err := in.Bad["vault_type"]; err != nil {
+		return Record{}, err
 	}
 	kind := Permanent
 	switch in.VaultType {
@@ -361,7 +478,7 @@ func (s *Service) CreateVault(ctx context.Context, account string, in VaultInput
 		return Record{}, errs.Invalidf("vault_type", "vault_type must be one of: permanent, session")
 	}
 	addr := in.Address
-	if err := CheckAddress(&addr); err != nil {
+	if err := checkAddress(&addr, in.Bad); err != nil {
 		return Record{}, err
 	}
 	if in.Token != "" {
@@ -553,4 +670,56 @@ func (s *Service) Secret(ctx context.Context, account, purpose string) ([]byte, 
 	}
 	s.secrets.Store(cacheKey, k)
 	return k, nil
+}
+
+// ForCharge returns a vault record a charge may use (spec §6.3): a
+// permanent record any number of times, a session record once, within 15
+// minutes; archived records are refused.
+func (s *Service) ForCharge(ctx context.Context, account, token, path string) (Record, error) {
+	r, err := s.store.GetVaultRecord(ctx, account, token)
+	if err != nil || r.Kind == OneTime {
+		if err == nil || errs.KindOf(err) == errs.NotFound {
+			return Record{}, errs.Invalidf(path, "vault token not found")
+		}
+		return Record{}, err
+	}
+	switch {
+	case r.Status == Archived:
+		return Record{}, errs.Invalidf(path, "vault token is archived")
+	case r.Status == Used:
+		return Record{}, errs.Invalidf(path, "vault token has already been used")
+	case r.Status == Expired || r.Kind == Session && !r.ExpiresAt.After(s.now()):
+		return Record{}, errs.Invalidf(path, "vault token has expired")
+	}
+	return r, nil
+}
+
+// UseSession consumes a session vault record (one charge) and returns it
+// with its card data.
+func (s *Service) UseSession(ctx context.Context, account, token, path string) (Record, error) {
+	r, ok, err := s.store.ConsumeVaultRecord(ctx, account, token, s.now())
+	if err != nil {
+		if errs.KindOf(err) == errs.NotFound {
+			return Record{}, errs.Invalidf(path, "vault token not found")
+		}
+		return Record{}, errs.Wrap("vault.UseSession", err)
+	}
+	if !ok {
+		if r.Status == Used {
+			return Record{}, errs.Invalidf(path, "vault token has already been used")
+		}
+		return Record{}, errs.Invalidf(path, "vault token has expired")
+	}
+	return r, nil
+}
+
+// Mask returns the masked fields and fingerprint of a card that is not
+// stored (a one-off charge's card).
+func (s *Service) Mask(ctx context.Context, account string, c Card) (Record, error) {
+	fk, err := s.fingerprintKey(ctx, account)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{AccountID: account, CardName: c.Name, Scheme: Scheme(c.Number), BIN: BIN(c.Number), Last4: Last4(c.Number),
+		Fingerprint: keyring.Fingerprint(fk, c.Number), ExpMonth: c.ExpMonth, ExpYear: c.ExpYear}, nil
 }

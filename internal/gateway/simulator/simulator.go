@@ -24,10 +24,13 @@ const (
 // Simulator is the connector.
 type Simulator struct {
 	Latency time.Duration
+	ledger  Ledger
+	now     func() time.Time
 }
 
-// New returns a Simulator that waits latency before every answer.
-func New(latency time.Duration) *Simulator { return &Simulator{Latency: latency} }
+// New returns a Simulator without a ledger: it stores cards but moves no
+// money (see WithLedger).
+func New(latency time.Duration) *Simulator { return &Simulator{Latency: latency, now: time.Now} }
 
 func decline(code, message, gwCode, statusCode, statusDesc string) error {
 	return &errs.Error{Kind: errs.Declined, Op: "simulator", Decline: &errs.Decline{

@@ -1,0 +1,536 @@
+package charge
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"switchyard/internal/contact"
+	"switchyard/internal/customer"
+	"switchyard/internal/errs"
+	"switchyard/internal/gateway"
+	"switchyard/internal/money"
+	"switchyard/internal/page"
+	"switchyard/internal/paydock"
+	"switchyard/internal/vault"
+)
+
+// Vault is what charges need of the vault.
+type Vault interface {
+	CheckOneTime(ctx context.Context, account, token, path string) (vault.Record, error)
+	UseToken(ctx context.Context, account, token, path string) (vault.Record, error)
+	ForCharge(ctx context.Context, account, token, path string) (vault.Record, error)
+	UseSession(ctx context.Context, account, token, path string) (vault.Record, error)
+	Open(r vault.Record) (vault.Card, error)
+	Mask(ctx context.Context, account string, c vault.Card) (vault.Record, error)
+	Get(ctx context.Context, account, token string) (vault.Record, error)
+}
+
+// Customers is what charges need of customers.
+type Customers interface {
+	Get(ctx context.Context, account, id string) (customer.Customer, error)
+	BySource(ctx context.Context, account, sourceID string) (customer.Customer, error)
+}
+
+// Gateways is what charges need of gateways.
+type Gateways interface {
+	Active(ctx context.Context, account, id, path string) (gateway.Gateway, error)
+	Get(ctx context.Context, account, id string) (gateway.Gateway, error)
+	Default(ctx context.Context, account string) (gateway.Gateway, bool, error)
+	Key(g gateway.Gateway) (string, error)
+}
+
+// Service implements the charge use cases.
+type Service struct {
+	store      Store
+	vault      Vault
+	customers  Customers
+	gateways   Gateways
+	connectors gateway.Connectors
+	now        func() time.Time
+	// Reconcile is the base interval of reconciliation lookups (spec §8.8).
+	Reconcile time.Duration
+}
+
+// NewService returns a Service.
+func NewService(st Store, v Vault, cu Customers, g Gateways, cs gateway.Connectors, now func() time.Time, reconcile time.Duration) *Service {
+	return &Service{store: st, vault: v, customers: cu, gateways: g, connectors: cs, now: now, Reconcile: reconcile}
+}
+
+func (s *Service) stamp() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
+
+// Input is a charge create body after wire decoding.
+type Input struct {
+	Amount          string
+	Currency        string
+	Capture         bool
+	CaptureSet      bool
+	QueryCapture    string // ?capture=
+	Reference       string
+	Description     string
+	Meta            map[string]any
+	MetaSet         bool
+	CustomerID      string
+	PaymentSourceID string
+	Token           string
+	Customer        customer.Text // first/last name, email, phone, reference
+	Source          customer.SourceInput
+}
+
+// plan is a validated charge, ready for gateway selection.
+type plan struct {
+	amount   int64
+	cur      money.Currency
+	capture  bool
+	gatewayP string // customer.payment_source.gateway_id
+}
+
+func (s *Service) validate(in *Input) (plan, error) {
+	var p plan
+	if in.Amount == "" {
+		return p, errs.Invalidf("amount", "amount is required")
+	}
+	if in.Currency == "" {
+		return p, errs.Invalidf("currency", "currency is required")
+	}
+	cur, ok := money.LookupCurrency(in.Currency)
+	if !ok {
+		return p, errs.Invalidf("currency", "currency must be an ISO 4217 code")
+	}
+	amt, err := money.ParseAmount("amount", in.Amount, cur)
+	if err != nil {
+		return p, err
+	}
+	p.amount, p.cur, p.capture = amt, cur, true
+	if in.CaptureSet && !in.Capture {
+		p.capture = false
+	}
+	switch strings.ToLower(in.QueryCapture) {
+	case "", "true":
+	case "false":
+		p.capture = false
+	default:
+		return p, errs.Query("capture", "capture must be true or false")
+	}
+	for _, f := range []struct{ name, v string }{{"reference", in.Reference}, {"description", in.Description}} {
+		if err := contact.Text(f.name, f.name, f.v); err != nil {
+			return p, err
+		}
+	}
+	if in.MetaSet {
+		if err := customer.CheckMeta(in.Meta); err != nil {
+			return p, err
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"customer_id", in.CustomerID}, {"payment_source_id", in.PaymentSourceID}} {
+		if f.v != "" && !paydock.IsID(f.v) {
+			return p, errs.Invalidf(f.name, "%s must be a mongodb id", f.name)
+		}
+	}
+	in.CustomerID, in.PaymentSourceID = paydock.NormalizeID(in.CustomerID), paydock.NormalizeID(in.PaymentSourceID)
+	byCustomer := in.CustomerID != "" || in.PaymentSourceID != ""
+	if in.Token != "" && !byCustomer {
+		t, err := vault.CheckToken("token", "token", in.Token)
+		if err != nil {
+			return p, err
+		}
+		in.Token = t
+	}
+	t := in.Customer
+	for _, f := range []struct{ name, v string }{{"first_name", t.FirstName}, {"last_name", t.LastName}, {"reference", t.Reference}} {
+		if err := contact.Text("customer."+f.name, f.name, f.v); err != nil {
+			return p, err
+		}
+	}
+	if t.Email != "" {
+		if err := contact.Email("customer.email", t.Email); err != nil {
+			return p, err
+		}
+	}
+	if t.Phone != "" {
+		ph, err := contact.Phone("customer.phone", t.Phone, in.Source.Address.Country)
+		if err != nil {
+			return p, err
+		}
+		in.Customer.Phone = ph
+	}
+	ps := in.Source
+	gid, err := vault.CheckGatewayID("customer.payment_source.gateway_id", ps.GatewayID)
+	if err != nil {
+		return p, err
+	}
+	p.gatewayP = gid
+	if err := vault.CheckType("customer.payment_source.type", ps.Type); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// source is the chosen payment source of a charge.
+type source struct {
+	gw       gateway.Gateway
+	card     vault.Card
+	snap     Snapshot
+	oneOff   bool
+	token    string // one-time token to consume at step 9
+	session  string // session vault token to consume at step 9
+	refToken string
+	gwRef    string
+}
+
+func hasCard(c vault.CardInput) bool {
+	return c.Name != "" || c.Number != "" || c.ExpMonth != "" || c.ExpYear != ""
+}
+
+// choose picks the source (spec §8.1 "Choosing the source") and gateway
+// (§8.3), checking every reference (step 7) without acting.
+func (s *Service) choose(ctx context.Context, account string, in Input, p plan) (source, error) {
+	var src source
+	ps := in.Source
+	ccv := ps.Card.CCV
+	switch {
+	case in.CustomerID != "" || in.PaymentSourceID != "":
+		var cu customer.Customer
+		var err error
+		if in.CustomerID != "" {
+			cu, err = s.customers.Get(ctx, account, in.CustomerID)
+			if errs.KindOf(err) == errs.NotFound {
+				return src, errs.Invalidf("customer_id", "customer not found")
+			}
+		} else {
+			cu, err = s.customers.BySource(ctx, account, in.PaymentSourceID)
+			if errs.KindOf(err) == errs.NotFound {
+				return src, errs.Invalidf("payment_source_id", "payment source not found")
+			}
+		}
+		if err != nil {
+			return src, err
+		}
+		path := "customer_id"
+		if in.CustomerID == "" {
+			path = "payment_source_id"
+		}
+		if cu.Archived {
+			return src, errs.Invalidf(path, "customer is archived")
+		}
+		if len(cu.Sources) == 0 {
+			return src, errs.Invalidf(path, "customer has no active payment source")
+		}
+		want := in.PaymentSourceID
+		if want == "" {
+			want = cu.DefaultSource
+		}
+		var cs *customer.Source
+		for i := range cu.Sources {
+			if cu.Sources[i].ID == want {
+				cs = &cu.Sources[i]
+			}
+		}
+		if cs == nil {
+			return src, errs.Invalidf("payment_source_id", "payment source not found")
+		}
+		if cs.GatewayID != "" {
+			g, err := s.gateways.Get(ctx, account, cs.GatewayID)
+			if err != nil {
+				return src, err
+			}
+			if g.Archived {
+				return src, errs.Unfulfilledf("", "the payment source's gateway is archived")
+			}
+			src.gw, src.refToken, src.gwRef = g, cs.RefToken, cs.GatewayRef
+		} else if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, "", true); err != nil {
+			return src, err
+		}
+		// A source keeps working after its vault token is archived (§6.2).
+		rec, err := s.vault.Get(ctx, account, cs.VaultToken)
+		if err != nil {
+			return src, err
+		}
+		if src.card, err = s.vault.Open(rec); err != nil {
+			return src, err
+		}
+		src.card.CCV = ccv
+		src.snap = Snapshot{CustomerID: cu.ID, FirstName: cu.Text.FirstName, LastName: cu.Text.LastName, Email: cu.Text.Email,
+			Phone: cu.Text.Phone, Reference: cu.Text.Reference, Source: sourceSnap(cs.Card, cs.ID, cs.VaultToken, src.gw)}
+		return src, nil
+	case in.Token != "":
+		if hasCard(ps.Card) || ps.VaultToken != "" {
+			return src, errs.Invalidf("token", "token cannot be combined with customer.payment_source")
+		}
+		tok, err := s.vault.CheckOneTime(ctx, account, in.Token, "token")
+		if err != nil {
+			return src, err
+		}
+		gid := p.gatewayP
+		if gid == "" {
+			gid = tok.GatewayID
+		}
+		if src.gw, err = s.gatewayFor(ctx, account, gid, "", false); err != nil {
+			return src, err
+		}
+		src.token, src.oneOff = tok.Token, true
+		src.snap = oneOffSnap(in.Customer, tok.Contact)
+		src.snap.Source = sourceSnap(tok, "", "", src.gw)
+		return src, nil
+	case ps.VaultToken != "" || hasCard(ps.Card):
+		if ps.VaultToken != "" && hasCard(ps.Card) {
+			return src, errs.Invalidf("customer.payment_source", "payment_source must contain exactly one of card details, vault_token or token")
+		}
+		var err error
+		if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, "", false); err != nil {
+			return src, err
+		}
+		src.oneOff = true
+		src.snap = oneOffSnap(in.Customer, vault.Contact{})
+		if ps.VaultToken != "" {
+			t, err := vault.CheckToken("customer.payment_source.vault_token", "vault_token", ps.VaultToken)
+			if err != nil {
+				return src, err
+			}
+			rec, err := s.vault.ForCharge(ctx, account, t, "customer.payment_source.vault_token")
+			if err != nil {
+				return src, err
+			}
+			if rec.Kind == vault.Session {
+				src.session = rec.Token
+			} else {
+				if src.card, err = s.vault.Open(rec); err != nil {
+					return src, err
+				}
+				src.card.CCV = ccv
+			}
+			src.snap.Source = sourceSnap(rec, "", rec.Token, src.gw)
+			return src, nil
+		}
+		card, err := vault.ValidateCard(ps.Card, s.now())
+		if err != nil {
+			return src, errs.WithPrefix(err, "customer.payment_source.")
+		}
+		masked, err := s.vault.Mask(ctx, account, card)
+		if err != nil {
+			return src, err
+		}
+		src.card = card
+		src.snap.Source = sourceSnap(masked, "", "", src.gw)
+		return src, nil
+	}
+	return src, errs.Invalidf("customer.payment_source", "a payment source is required: customer_id, payment_source_id, token or customer.payment_source")
+}
+
+// gatewayFor resolves the charge's gateway: the one named, else (for
+// gateway-less customer sources) the account's default.
+func (s *Service) gatewayFor(ctx context.Context, account, id, _ string, allowDefault bool) (gateway.Gateway, error) {
+	const path = "customer.payment_source.gateway_id"
+	if id != "" {
+		return s.gateways.Active(ctx, account, id, path)
+	}
+	if allowDefault {
+		g, ok, err := s.gateways.Default(ctx, account)
+		if err != nil {
+			return gateway.Gateway{}, err
+		}
+		if ok {
+			return g, nil
+		}
+	}
+	return gateway.Gateway{}, errs.Invalidf(path, "gateway_id is required")
+}
+
+func oneOffSnap(t customer.Text, c vault.Contact) Snapshot {
+	pick := func(a, b string) string {
+		if a != "" {
+			return a
+		}
+		return b
+	}
+	return Snapshot{FirstName: pick(t.FirstName, c.FirstName), LastName: pick(t.LastName, c.LastName),
+		Email: pick(t.Email, c.Email), Phone: pick(t.Phone, c.Phone), Reference: t.Reference}
+}
+
+func sourceSnap(r vault.Record, id, vaultToken string, g gateway.Gateway) SourceSnapshot {
+	return SourceSnapshot{ID: id, VaultToken: vaultToken, GatewayID: g.ID, GatewayName: g.Name, GatewayType: g.Type,
+		CardName: r.CardName, Scheme: r.Scheme, BIN: r.BIN, Last4: r.Last4, Fingerprint: r.Fingerprint, ExpMonth: r.ExpMonth, ExpYear: r.ExpYear}
+}
+
+// Create runs POST /v1/charges. A decline returns the failed charge with
+// the gateway error; an unanswered call returns the inprogress charge.
+func (s *Service) Create(ctx context.Context, account string, in Input) (Charge, error) {
+	p, err := s.validate(&in)
+	if err != nil {
+		return Charge{}, err
+	}
+	src, err := s.choose(ctx, account, in, p)
+	if err != nil {
+		return Charge{}, err
+	}
+	conn, err := s.connectors.For(src.gw)
+	if err != nil {
+		return Charge{}, err
+	}
+	key, err := s.gateways.Key(src.gw)
+	if err != nil {
+		return Charge{}, err
+	}
+	// Step 9: consume what is single use, write the intent, call, record.
+	if src.token != "" {
+		tok, err := s.vault.UseToken(ctx, account, src.token, "token")
+		if err != nil {
+			return Charge{}, err
+		}
+		if src.card, err = s.vault.Open(tok); err != nil {
+			return Charge{}, err
+		}
+	}
+	if src.session != "" {
+		rec, err := s.vault.UseSession(ctx, account, src.session, "customer.payment_source.vault_token")
+		if err != nil {
+			return Charge{}, err
+		}
+		if src.card, err = s.vault.Open(rec); err != nil {
+			return Charge{}, err
+		}
+		if in.Source.Card.CCV != "" {
+			src.card.CCV = in.Source.Card.CCV
+		}
+	}
+	now := s.stamp()
+	typ := Sale
+	if !p.capture {
+		typ = Authorization
+	}
+	c := Charge{ID: paydock.NewID(), AccountID: account, CustomerID: src.snap.CustomerID, SourceID: src.snap.Source.ID, GatewayID: src.gw.ID,
+		Amount: p.amount, Currency: p.cur, Reference: in.Reference, Description: in.Description, Status: InProgress,
+		Capture: p.capture, Authorization: !p.capture, OneOff: src.oneOff, Customer: src.snap, CreatedAt: now, UpdatedAt: now}
+	if in.MetaSet && len(in.Meta) > 0 {
+		c.Meta = in.Meta
+	}
+	txn := Txn{ID: paydock.NewID(), Type: typ, Status: TxnInProgress, Amount: p.amount, CreatedAt: now, UpdatedAt: now,
+		NextAttemptAt: now.Add(s.Reconcile)}
+	c.Transactions = []Txn{txn}
+	if err := s.store.CreateCharge(ctx, &c); err != nil {
+		return Charge{}, errs.Wrap("charge.Create", err)
+	}
+	ext, callErr := conn.Charge(ctx, gateway.ChargeRequest{Gateway: src.gw, Key: key, TxnID: txn.ID, ChargeID: c.ID, Amount: p.amount,
+		Currency: p.cur.Code, Capture: p.capture, Card: src.card, RefToken: src.refToken, GatewayRef: src.gwRef, Description: in.Description})
+	return s.settle(context.WithoutCancel(ctx), account, c.ID, txn.ID, ext, callErr)
+}
+
+// settle records the outcome of a sale or authorisation call.
+func (s *Service) settle(ctx context.Context, account, chargeID, txnID, ext string, callErr error) (Charge, error) {
+	if errors.Is(callErr, gateway.ErrUnknownOutcome) {
+		return s.store.GetCharge(ctx, account, chargeID)
+	}
+	var decline *errs.Decline
+	if callErr != nil {
+		var e *errs.Error
+		if !errors.As(callErr, &e) || e.Decline == nil {
+			// A failure before the gateway acted (e.g. a bad connection)
+			// is still unknown to us: leave it to the reconciler.
+			return s.store.GetCharge(ctx, account, chargeID)
+		}
+		decline = e.Decline
+	}
+	now := s.stamp()
+	c, err := s.store.UpdateCharge(ctx, account, chargeID, func(c *Charge) (*Stats, error) {
+		return c.settleCharge(txnID, ext, decline, now), nil
+	})
+	if err != nil {
+		return Charge{}, errs.Wrap("charge.settle", err)
+	}
+	if decline != nil {
+		return c, &errs.Error{Kind: errs.Declined, Op: "charge", Decline: decline}
+	}
+	return c, nil
+}
+
+// settleCharge applies a sale/authorisation outcome; it is a no-op when the
+// transaction is already settled (the reconciler may race the request).
+func (c *Charge) settleCharge(txnID, ext string, decline *errs.Decline, now time.Time) *Stats {
+	t := c.txn(txnID)
+	if t == nil || t.Status != TxnInProgress {
+		return nil
+	}
+	t.UpdatedAt, t.NextAttemptAt = now, time.Time{}
+	c.UpdatedAt = now
+	if decline != nil {
+		t.Status, t.Decline = TxnFailed, decline
+		c.Status = Failed
+		return nil
+	}
+	t.Status, t.ExternalID = TxnComplete, ext
+	c.ExternalID = ext
+	if t.Type == Authorization {
+		c.Status = Pending
+		return nil
+	}
+	c.Status, c.Captured = Complete, c.Amount
+	return c.stats(c.Captured)
+}
+
+func (c *Charge) stats(captured int64) *Stats {
+	if c.CustomerID == "" {
+		return nil
+	}
+	scale := int64(1)
+	for i := c.Currency.Exponent; i < 4; i++ {
+		scale *= 10
+	}
+	return &Stats{CustomerID: c.CustomerID, Count: 1, Collected: captured * scale}
+}
+
+func (c *Charge) txn(id string) *Txn {
+	for i := range c.Transactions {
+		if c.Transactions[i].ID == id {
+			return &c.Transactions[i]
+		}
+	}
+	return nil
+}
+
+// busy reports an operation of this charge still waiting for its answer.
+func (c *Charge) busy() bool {
+	for _, t := range c.Transactions {
+		if t.Status == TxnInProgress {
+			return true
+		}
+	}
+	return false
+}
+
+func notFound() error { return errs.NotFoundf("id", "charge not found") }
+
+// Get returns a charge.
+func (s *Service) Get(ctx context.Context, account, id string) (Charge, error) {
+	c, err := s.store.GetCharge(ctx, account, id)
+	if err != nil {
+		if errs.KindOf(err) == errs.NotFound {
+			return Charge{}, notFound()
+		}
+		return Charge{}, errs.Wrap("charge.Get", err)
+	}
+	return c, nil
+}
+
+// List runs GET /v1/charges.
+func (s *Service) List(ctx context.Context, account string, f Filter, p page.Params) ([]Charge, int, error) {
+	cs, n, err := s.store.ListCharges(ctx, account, f, p)
+	if err != nil {
+		return nil, 0, errs.Wrap("charge.List", err)
+	}
+	return cs, n, nil
+}
+
+// Archive sets archived and nothing else.
+func (s *Service) Archive(ctx context.Context, account, id string) (Charge, error) {
+	c, err := s.Get(ctx, account, id)
+	if err != nil || c.Archived {
+		return c, err
+	}
+	now := s.stamp()
+	c, err = s.store.UpdateCharge(ctx, account, id, func(c *Charge) (*Stats, error) {
+		c.Archived, c.UpdatedAt = true, now
+		return nil, nil
+	})
+	return c, errs.Wrap("charge.Archive", err)
+}

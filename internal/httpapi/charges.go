@@ -1,0 +1,301 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"switchyard/internal/charge"
+	"switchyard/internal/customer"
+	"switchyard/internal/errs"
+	"switchyard/internal/money"
+	"switchyard/internal/paydock"
+)
+
+type chargeSourceJSON struct {
+	ID          string `json:"_id,omitempty"`
+	Type        string `json:"type"`
+	VaultToken  string `json:"vault_token,omitempty"`
+	GatewayID   string `json:"gateway_id,omitempty"`
+	GatewayName string `json:"gateway_name,omitempty"`
+	GatewayType string `json:"gateway_type,omitempty"`
+	CardName    string `json:"card_name,omitempty"`
+	CardScheme  string `json:"card_scheme"`
+	BIN         string `json:"card_number_bin"`
+	Last4       string `json:"card_number_last4"`
+	Fingerprint string `json:"card_fingerprint"`
+	ExpMonth    int    `json:"expire_month"`
+	ExpYear     int    `json:"expire_year"`
+}
+
+type chargeCustomerJSON struct {
+	CustomerID string           `json:"customer_id,omitempty"`
+	FirstName  string           `json:"first_name,omitempty"`
+	LastName   string           `json:"last_name,omitempty"`
+	Email      string           `json:"email,omitempty"`
+	Phone      string           `json:"phone,omitempty"`
+	Reference  string           `json:"reference,omitempty"`
+	Source     chargeSourceJSON `json:"payment_source"`
+}
+
+type txnJSON struct {
+	ID                    string       `json:"_id"`
+	Type                  string       `json:"type"`
+	Status                string       `json:"status"`
+	Amount                json.Number  `json:"amount"`
+	Currency              string       `json:"currency"`
+	ExternalID            string       `json:"external_id,omitempty"`
+	ErrorCode             string       `json:"error_code,omitempty"`
+	ErrorMessage          string       `json:"error_message,omitempty"`
+	GatewayCode           string       `json:"gateway_specific_code,omitempty"`
+	GatewayDescription    string       `json:"gateway_specific_description,omitempty"`
+	StatusCode            string       `json:"status_code,omitempty"`
+	StatusCodeDescription string       `json:"status_code_description,omitempty"`
+	CreatedAt             paydock.Time `json:"created_at"`
+	UpdatedAt             paydock.Time `json:"updated_at"`
+}
+
+type chargeJSON struct {
+	ID            string             `json:"_id"`
+	CompanyID     string             `json:"company_id"`
+	ExternalID    string             `json:"external_id,omitempty"`
+	Amount        json.Number        `json:"amount"`
+	Currency      string             `json:"currency"`
+	Captured      json.Number        `json:"captured_amount"`
+	Refunded      json.Number        `json:"refunded_amount"`
+	Reference     string             `json:"reference,omitempty"`
+	Description   string             `json:"description,omitempty"`
+	Meta          map[string]any     `json:"meta,omitempty"`
+	Status        string             `json:"status"`
+	Capture       bool               `json:"capture"`
+	Authorization bool               `json:"authorization"`
+	OneOff        bool               `json:"one_off"`
+	Archived      bool               `json:"archived"`
+	CustomerID    string             `json:"customer_id,omitempty"`
+	Customer      chargeCustomerJSON `json:"customer"`
+	Transactions  []txnJSON          `json:"transactions"`
+	CreatedAt     paydock.Time       `json:"created_at"`
+	UpdatedAt     paydock.Time       `json:"updated_at"`
+}
+
+func toChargeJSON(c charge.Charge) chargeJSON {
+	cur := c.Currency
+	cu, ps := c.Customer, c.Customer.Source
+	out := chargeJSON{ID: c.ID, CompanyID: c.AccountID, ExternalID: c.ExternalID, Amount: money.Number(c.Amount, cur), Currency: cur.Code,
+		Captured: money.Number(c.Captured, cur), Refunded: money.Number(c.Refunded, cur), Reference: c.Reference, Description: c.Description,
+		Meta: c.Meta, Status: c.Status, Capture: c.Capture, Authorization: c.Authorization, OneOff: c.OneOff, Archived: c.Archived,
+		CustomerID: c.CustomerID, Transactions: []txnJSON{}, CreatedAt: paydock.Time(c.CreatedAt), UpdatedAt: paydock.Time(c.UpdatedAt),
+		Customer: chargeCustomerJSON{CustomerID: cu.CustomerID, FirstName: cu.FirstName, LastName: cu.LastName, Email: cu.Email,
+			Phone: cu.Phone, Reference: cu.Reference, Source: chargeSourceJSON{ID: ps.ID, Type: "card", VaultToken: ps.VaultToken,
+				GatewayID: ps.GatewayID, GatewayName: ps.GatewayName, GatewayType: ps.GatewayType, CardName: ps.CardName,
+				CardScheme: ps.Scheme, BIN: ps.BIN, Last4: ps.Last4, Fingerprint: ps.Fingerprint, ExpMonth: ps.ExpMonth, ExpYear: ps.ExpYear}}}
+	for _, t := range c.Transactions {
+		tj := txnJSON{ID: t.ID, Type: t.Type, Status: t.Status, Amount: money.Number(t.Amount, cur), Currency: cur.Code,
+			ExternalID: t.ExternalID, CreatedAt: paydock.Time(t.CreatedAt), UpdatedAt: paydock.Time(t.UpdatedAt)}
+		if d := t.Decline; d != nil {
+			tj.ErrorCode, tj.ErrorMessage, tj.GatewayCode, tj.GatewayDescription = d.Code, d.Message, d.GatewayCode, d.GatewayDescription
+			tj.StatusCode, tj.StatusCodeDescription = d.StatusCode, d.StatusDescription
+		}
+		out.Transactions = append(out.Transactions, tj)
+	}
+	return out
+}
+
+// amountText reads an amount (L1, L2): a JSON number or numeric string.
+func amountText(b paydock.Object) (string, error) {
+	raw, ok := b.M["amount"]
+	if !ok || raw == nil {
+		return "", nil
+	}
+	switch v := raw.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	}
+	return "", errs.Invalidf("amount", "amount must be a number")
+}
+
+func chargeInput(c *call) (charge.Input, error) {
+	b := c.body
+	var in charge.Input
+	var err error
+	if in.Amount, err = amountText(b); err != nil {
+		return in, err
+	}
+	if in.Currency, err = b.String("currency"); err != nil {
+		return in, err
+	}
+	if in.Capture, in.CaptureSet, err = b.Bool("capture"); err != nil {
+		return in, err
+	}
+	in.QueryCapture = c.query.Get("capture")
+	if err := readStrings(b, "reference", &in.Reference, "description", &in.Description); err != nil {
+		return in, err
+	}
+	if b.Has("meta") {
+		m, _, err := b.Object("meta")
+		if err != nil {
+			return in, errs.Invalidf("meta", "meta must be an object of strings, numbers or booleans")
+		}
+		in.Meta, in.MetaSet = m.M, true
+	}
+	if err := readStrings(b, "customer_id", &in.CustomerID, "payment_source_id", &in.PaymentSourceID, "token", &in.Token); err != nil {
+		return in, err
+	}
+	cu, _, err := b.Object("customer")
+	if err != nil {
+		return in, err
+	}
+	t := &in.Customer
+	if err := readStrings(cu, "first_name", &t.FirstName, "last_name", &t.LastName, "email", &t.Email, "phone", &t.Phone, "reference", &t.Reference); err != nil {
+		return in, err
+	}
+	ps, present, err := cu.Object("payment_source")
+	if err != nil {
+		return in, err
+	}
+	src := customer.SourceInput{Present: present}
+	if present {
+		if err := readStrings(ps, "gateway_id", &src.GatewayID, "vault_token", &src.VaultToken, "type", &src.Type); err != nil {
+			return in, err
+		}
+		if src.Card, err = cardInput(ps); err != nil {
+			return in, err
+		}
+		if src.Address, err = addressInput(ps); err != nil {
+			return in, err
+		}
+	}
+	in.Source = src
+	return in, nil
+}
+
+func (s *Server) createCharge(c *call) (int, any, error) {
+	in, err := chargeInput(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	ch, err := s.Charges.Create(c.ctx, c.account.ID, in)
+	return chargeResult(http.StatusCreated, ch, err)
+}
+
+// chargeResult returns a charge, with the failed charge as data beside a
+// gateway error (spec §8.5).
+func chargeResult(status int, ch charge.Charge, err error) (int, any, error) {
+	if err != nil {
+		if ch.ID != "" {
+			return 0, toChargeJSON(ch), err
+		}
+		return 0, nil, err
+	}
+	return status, toChargeJSON(ch), nil
+}
+
+func opInput(b paydock.Object) (charge.OpInput, error) {
+	var in charge.OpInput
+	var err error
+	if in.Amount, err = amountText(b); err != nil {
+		return in, err
+	}
+	in.Currency, err = b.String("currency")
+	return in, err
+}
+
+func (s *Server) chargeExists(c *call) error {
+	_, err := s.Charges.Get(c.ctx, c.account.ID, c.param("id"))
+	return err
+}
+
+func (s *Server) getCharge(c *call) (int, any, error) {
+	ch, err := s.Charges.Get(c.ctx, c.account.ID, c.param("id"))
+	return chargeResult(http.StatusOK, ch, err)
+}
+
+func (s *Server) captureCharge(c *call) (int, any, error) {
+	in, err := opInput(c.body)
+	if err != nil {
+		return 0, nil, err
+	}
+	ch, err := s.Charges.Capture(c.ctx, c.account.ID, c.param("id"), in)
+	return chargeResult(http.StatusCreated, ch, err)
+}
+
+func (s *Server) cancelCharge(c *call) (int, any, error) {
+	ch, err := s.Charges.Cancel(c.ctx, c.account.ID, c.param("id"))
+	return chargeResult(http.StatusOK, ch, err)
+}
+
+func (s *Server) refundCharge(c *call) (int, any, error) {
+	in, err := opInput(c.body)
+	if err != nil {
+		return 0, nil, err
+	}
+	ch, err := s.Charges.Refund(c.ctx, c.account.ID, c.param("id"), in)
+	return chargeResult(http.StatusOK, ch, err)
+}
+
+func (s *Server) archiveCharge(c *call) (int, any, error) {
+	ch, err := s.Charges.Archive(c.ctx, c.account.ID, c.param("id"))
+	return chargeResult(http.StatusOK, ch, err)
+}
+
+// parseDate reads a date filter (spec §1.5): a date (whole UTC day) or an
+// RFC 3339 / ISO 8601 timestamp with Z or ±hh:mm / ±hhmm.
+func parseDate(v string, end bool) (time.Time, bool) {
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		if end {
+			t = t.Add(24 * time.Hour)
+		}
+		return t, true
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (s *Server) listCharges(c *call) (int, any, error) {
+	p, err := pageParams(c, "created_at", "updated_at", "amount", "reference")
+	if err != nil {
+		return 0, nil, err
+	}
+	q := c.query
+	f := charge.Filter{Status: q.Get("status"), Reference: q.Get("reference"), Search: strings.ToLower(q.Get("search"))}
+	for _, id := range []struct {
+		name string
+		dst  *string
+	}{{"customer_id", &f.CustomerID}, {"gateway_id", &f.GatewayID}} {
+		if v := q.Get(id.name); v != "" {
+			if !paydock.IsID(v) {
+				return 0, nil, errs.Query(id.name, id.name+" must be a mongodb id")
+			}
+			*id.dst = paydock.NormalizeID(v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		end  bool
+		dst  *time.Time
+	}{{"created_at.from", false, &f.From}, {"created_at.to", true, &f.To}} {
+		if v := q.Get(d.name); v != "" {
+			t, ok := parseDate(v, d.end)
+			if !ok {
+				return 0, nil, errs.Query(d.name, d.name+" must be a date or an ISO 8601 timestamp")
+			}
+			*d.dst = t
+		}
+	}
+	cs, n, err := s.Charges.List(c.ctx, c.account.ID, f, p)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]chargeJSON, len(cs))
+	for i, ch := range cs {
+		out[i] = toChargeJSON(ch)
+	}
+	return http.StatusOK, paydock.List{Data: out, Count: n, Skip: p.Skip, Limit: p.Limit}, nil
+}

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"switchyard/internal/charge"
+	"switchyard/internal/errs"
+	"switchyard/internal/gateway/simulator"
+	"switchyard/internal/money"
+	"switchyard/internal/page"
+)
+
+const chargeCols = `id, account_id, customer_id, source_id, gateway_id, external_id, amount, captured, refunded, currency,
+ reference, description, meta, status, capture, one_off, archived, customer, created_at, updated_at`
+
+const txnCols = `id, charge_id, seq, type, status, amount, external_id, decline, attempts, next_attempt_at, created_at, updated_at`
+
+func scanCharge(row interface{ Scan(...any) error }) (charge.Charge, error) {
+	var c charge.Charge
+	var cur string
+	var meta sql.NullString
+	var snap string
+	var capture, oneOff, archived int
+	var created, updated int64
+	err := row.Scan(&c.ID, &c.AccountID, &c.CustomerID, &c.SourceID, &c.GatewayID, &c.ExternalID, &c.Amount, &c.Captured, &c.Refunded,
+		&cur, &c.Reference, &c.Description, &meta, &c.Status, &capture, &oneOff, &archived, &snap, &created, &updated)
+	if err != nil {
+		return c, err
+	}
+	c.Currency, _ = money.LookupCurrency(cur)
+	c.Capture, c.OneOff, c.Archived = capture == 1, oneOff == 1, archived == 1
+	c.Authorization = !c.Capture
+	c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
+	if err := json.Unmarshal([]byte(snap), &c.Customer); err != nil {
+		return c, err
+	}
+	if meta.Valid && meta.String != "" {
+		dec := json.NewDecoder(strings.NewReader(meta.String))
+		dec.UseNumber()
+		if err := dec.Decode(&c.Meta); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func scanTxn(row interface{ Scan(...any) error }) (charge.Txn, string, error) {
+	var t charge.Txn
+	var chargeID string
+	var seq int
+	var decline sql.NullString
+	var next, created, updated int64
+	err := row.Scan(&t.ID, &chargeID, &seq, &t.Type, &t.Status, &t.Amount, &t.ExternalID, &decline, &t.Attempts, &next, &created, &updated)
+	if err != nil {
+		return t, "", err
+	}
+	if decline.Valid && decline.String != "" {
+		t.Decline = &errs.Decline{}
+		if err := json.Unmarshal([]byte(decline.String), t.Decline); err != nil {
+			return t, "", err
+		}
+	}
+	if next > 0 {
+		t.NextAttemptAt = fromMS(next)
+	}
+	t.CreatedAt, t.UpdatedAt = fromMS(created), fromMS(updated)
+	return t, chargeID, nil
+}
+
+func attachTxns(ctx context.Context, q Querier, cs []charge.Charge) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	idx := map[string]int{}
+	args := []any{}
+	for i, c := range cs {
+		idx[c.ID] = i
+		args = append(args, c.ID)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+txnCols+` FROM charge_transactions WHERE charge_id IN (`+placeholders(len(cs))+`) ORDER BY charge_id, seq`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		t, cid, err := scanTxn(rows)
+		if err != nil {
+			return err
+		}
+		i := idx[cid]
+		cs[i].Transactions = append(cs[i].Transactions, t)
+	}
+	return rows.Err()
+}
+
+func getCharge(ctx context.Context, q Querier, account, id string) (charge.Charge, error) {
+	c, err := scanCharge(q.QueryRowContext(ctx, `SELECT `+chargeCols+` FROM charges WHERE id = $1 AND account_id = $2`, id, account))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, notFound("store.GetCharge")
+	}
+	if err != nil {
+		return c, err
+	}
+	cs := []charge.Charge{c}
+	err = attachTxns(ctx, q, cs)
+	return cs[0], err
+}
+
+func chargeSearch(c *charge.Charge) string {
+	return strings.ToLower(strings.Join([]string{c.Reference, c.Description, c.Customer.Email, c.Customer.FirstName, c.Customer.LastName}, "\n"))
+}
+
+func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) error {
+	snap, err := json.Marshal(c.Customer)
+	if err != nil {
+		return err
+	}
+	args := []any{c.ID, c.AccountID, c.CustomerID, c.SourceID, c.GatewayID, c.ExternalID, c.Amount, c.Captured, c.Refunded, c.Currency.Code,
+		c.Reference, c.Description, metaText(c.Meta), c.Status, b2i(c.Capture), b2i(c.OneOff), b2i(c.Archived), string(snap),
+		ms(c.CreatedAt), ms(c.UpdatedAt), chargeSearch(c)}
+	if insert {
+		_, err = q.ExecContext(ctx, `INSERT INTO charges (`+chargeCols+`, search) VALUES (`+placeholders(21)+`)`, args...)
+	} else {
+		_, err = q.ExecContext(ctx, `UPDATE charges SET customer_id = $3, source_id = $4, gateway_id = $5, external_id = $6, amount = $7,
+			captured = $8, refunded = $9, currency = $10, reference = $11, description = $12, meta = $13, status = $14, capture = $15,
+			one_off = $16, archived = $17, customer = $18, created_at = $19, updated_at = $20, search = $21 WHERE id = $1 AND account_id = $2`, args...)
+	}
+	if err != nil {
+		return err
+	}
+	for i, t := range c.Transactions {
+		var decline any
+		if t.Decline != nil {
+			b, err := json.Marshal(t.Decline)
+			if err != nil {
+				return err
+			}
+			decline = string(b)
+		}
+		var next int64
+		if !t.NextAttemptAt.IsZero() {
+			next = ms(t.NextAttemptAt)
+		}
+		if _, err := q.ExecContext(ctx, `INSERT INTO charge_transactions (`+txnCols+`) VALUES (`+placeholders(12)+`)
+			ON CONFLICT (id) DO UPDATE SET status = excluded.status, amount = excluded.amount, external_id = excluded.external_id,
+			decline = excluded.decline, attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at`,
+			t.ID, c.ID, i, t.Type, t.Status, t.Amount, t.ExternalID, decline, t.Attempts, next, ms(t.CreatedAt), ms(t.UpdatedAt)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateCharge implements charge.Store.
+func (s *Store) CreateCharge(ctx context.Context, c *charge.Charge) error {
+	err := s.eng.Write(ctx, func(q Querier) error { return writeCharge(ctx, q, c, true) })
+	return s.wrap("store.CreateCharge", err)
+}
+
+// GetCharge implements charge.Store.
+func (s *Store) GetCharge(ctx context.Context, account, id string) (charge.Charge, error) {
+	c, err := getCharge(ctx, s.eng.Reader(), account, id)
+	return c, s.wrap("store.GetCharge", err)
+}
+
+// UpdateCharge implements charge.Store.
+func (s *Store) UpdateCharge(ctx context.Context, account, id string, fn func(c *charge.Charge) (*charge.Stats, error)) (charge.Charge, error) {
+	var out charge.Charge
+	var fnErr error
+	err := s.eng.Write(ctx, func(q Querier) error {
+		fnErr = nil
+		c, err := getCharge(ctx, q, account, id)
+		if err != nil {
+			return err
+		}
+		st, err := fn(&c)
+		if err != nil {
+			fnErr = err
+			return err
+		}
+		if err := writeCharge(ctx, q, &c, false); err != nil {
+			return err
+		}
+		if st != nil {
+			if _, err := q.ExecContext(ctx, `UPDATE customers SET successful_transactions = successful_transactions + $1,
+				total_collected_amount = total_collected_amount + $2 WHERE id = $3 AND account_id = $4`, st.Count, st.Collected, st.CustomerID, account); err != nil {
+				return err
+			}
+		}
+		out = c
+		return nil
+	})
+	if fnErr != nil {
+		return charge.Charge{}, fnErr
+	}
+	return out, s.wrap("store.UpdateCharge", err)
+}
+
+var chargeSort = map[string]string{"created_at": "created_at", "updated_at": "updated_at", "amount": "amount", "reference": "reference"}
+
+// ListCharges implements charge.Store.
+func (s *Store) ListCharges(ctx context.Context, account string, f charge.Filter, p page.Params) ([]charge.Charge, int, error) {
+	where := []string{"account_id = $1", "archived = $2"}
+	args := []any{account, b2i(p.Archived)}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+itoa(len(args))))
+	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
+	if f.Reference != "" {
+		add("reference = ?", f.Reference)
+	}
+	if f.CustomerID != "" {
+		add("customer_id = ?", f.CustomerID)
+	}
+	if f.GatewayID != "" {
+		add("gateway_id = ?", f.GatewayID)
+	}
+	if f.Search != "" {
+		add(`search LIKE ? ESCAPE '\'`, "%"+likeEscape(f.Search)+"%")
+	}
+	if !f.From.IsZero() {
+		add("created_at >= ?", ms(f.From))
+	}
+	if !f.To.IsZero() {
+		add("created_at < ?", ms(f.To))
+	}
+	cond := strings.Join(where, " AND ")
+	r := s.eng.Reader()
+	var n int
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM charges WHERE `+cond, args...).Scan(&n); err != nil {
+		return nil, 0, s.wrap("store.ListCharges", err)
+	}
+	args = append(args, p.Limit, p.Skip)
+	rows, err := r.QueryContext(ctx, `SELECT `+chargeCols+` FROM charges WHERE `+cond+` ORDER BY `+orderBy(chargeSort, p)+
+		` LIMIT $`+itoa(len(args)-1)+` OFFSET $`+itoa(len(args)), args...)
+	if err != nil {
+		return nil, 0, s.wrap("store.ListCharges", err)
+	}
+	out := []charge.Charge{}
+	for rows.Next() {
+		c, err := scanCharge(rows)
+		if err != nil {
+			rows.Close()
+			return nil, 0, s.wrap("store.ListCharges", err)
+		}
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := attachTxns(ctx, r, out); err != nil {
+		return nil, 0, s.wrap("store.ListCharges", err)
+	}
+	return out, n, nil
+}
+
+// DueForReconcile implements charge.Store: due transactions are pushed to
+// lease in the same transaction that selects them, so each charge is
+// claimed by one node at a time.
+func (s *Store) DueForReconcile(ctx context.Context, now, lease time.Time, limit int) ([]charge.Charge, error) {
+	type key struct{ account, id string }
+	var keys []key
+	err := s.eng.Write(ctx, func(q Querier) error {
+		keys = keys[:0]
+		rows, err := q.QueryContext(ctx, `SELECT t.id, c.account_id, c.id FROM charge_transactions t JOIN charges c ON c.id = t.charge_id
+			WHERE t.next_attempt_at > 0 AND t.next_attempt_at <= $1 ORDER BY t.next_attempt_at LIMIT $2`, ms(now), limit)
+		if err != nil {
+			return err
+		}
+		var txns []string
+		seen := map[key]bool{}
+		for rows.Next() {
+			var tid string
+			var k key
+			if err := rows.Scan(&tid, &k.account, &k.id); err != nil {
+				rows.Close()
+				return err
+			}
+			txns = append(txns, tid)
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, tid := range txns {
+			// The lease keeps the row's due time in the future while this
+			// node looks it up; the lookup's outcome then sets the real one.
+			if _, err := q.ExecContext(ctx, `UPDATE charge_transactions SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3 AND next_attempt_at > 0`,
+				ms(lease), tid, ms(now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrap("store.DueForReconcile", err)
+	}
+	out := make([]charge.Charge, 0, len(keys))
+	for _, k := range keys {
+		c, err := getCharge(ctx, s.eng.Reader(), k.account, k.id)
+		if err != nil {
+			return nil, s.wrap("store.DueForReconcile", err)
+		}
+		// Present the claimed transactions as due to the caller.
+		for i := range c.Transactions {
+			if c.Transactions[i].NextAttemptAt.Equal(fromMS(ms(lease))) {
+				c.Transactions[i].NextAttemptAt = now
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// RecordLedger implements simulator.Ledger.
+func (s *Store) RecordLedger(ctx context.Context, e simulator.Entry) (simulator.Entry, error) {
+	var out simulator.Entry
+	err := s.eng.Write(ctx, func(q Querier) error {
+		if _, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (txn_id) DO NOTHING`,
+			e.TxnID, e.AccountID, e.Kind, e.Amount, e.Currency, e.ExternalID, b2i(e.Succeeded), e.DeclineCode, ms(e.CreatedAt)); err != nil {
+			return err
+		}
+		var ok bool
+		var err error
+		out, ok, err = lookupLedger(ctx, q, e.AccountID, e.TxnID)
+		if err == nil && !ok {
+			err = errors.New("ledger entry vanished")
+		}
+		return err
+	})
+	return out, s.wrap("store.RecordLedger", err)
+}
+
+// LookupLedger implements simulator.Ledger.
+func (s *Store) LookupLedger(ctx context.Context, account, txnID string) (simulator.Entry, bool, error) {
+	e, ok, err := lookupLedger(ctx, s.eng.Reader(), account, txnID)
+	return e, ok, s.wrap("store.LookupLedger", err)
+}
+
+func lookupLedger(ctx context.Context, q Querier, account, txnID string) (simulator.Entry, bool, error) {
+	var e simulator.Entry
+	var ok int
+	var created int64
+	err := q.QueryRowContext(ctx, `SELECT txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at
+		FROM simulator_ledger WHERE txn_id = $1 AND account_id = $2`, txnID, account).
+		Scan(&e.TxnID, &e.AccountID, &e.Kind, &e.Amount, &e.Currency, &e.ExternalID, &ok, &e.DeclineCode, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, false, nil
+	}
+	e.Succeeded, e.CreatedAt = ok == 1, fromMS(created)
+	return e, err == nil, err
+}
