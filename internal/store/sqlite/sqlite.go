@@ -142,7 +142,14 @@ func (e *Engine) Write(ctx context.Context, fn func(store.Querier) error) error 
 	case err := <-j.err:
 		return err
 	case <-e.done:
-		return errClosed
+		// The writer reports every job before it closes done: a result
+		// may be waiting, and a committed write must not read as failed.
+		select {
+		case err := <-j.err:
+			return err
+		default:
+			return errClosed
+		}
 	}
 }
 
@@ -200,14 +207,14 @@ func (e *Engine) commit(ctx context.Context, batch []*job) {
 			continue
 		}
 		if single {
-			results[i] = j.run(e.conn)
+			results[i] = j.run(detached{e.conn})
 			continue
 		}
 		if _, err := e.conn.ExecContext(ctx, "SAVEPOINT job"); err != nil {
 			results[i] = err
 			continue
 		}
-		if err := j.run(e.conn); err != nil {
+		if err := j.run(detached{e.conn}); err != nil {
 			results[i] = err
 			if _, rerr := e.conn.ExecContext(ctx, "ROLLBACK TO job"); rerr != nil {
 				e.abort(ctx, batch, rerr)
@@ -234,6 +241,25 @@ func (e *Engine) commit(ctx context.Context, batch []*job) {
 	for i, j := range batch {
 		j.err <- results[i]
 	}
+}
+
+// detached runs a job's statements without its context's cancellation.
+// SQLite answers an interrupted statement inside a transaction by rolling
+// back the whole transaction, which would fail every job in the batch; so a
+// job's context is checked before it runs (commit), and once running it
+// runs to the end.
+type detached struct{ c *sql.Conn }
+
+func (d detached) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return d.c.ExecContext(context.WithoutCancel(ctx), query, args...)
+}
+
+func (d detached) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.c.QueryContext(context.WithoutCancel(ctx), query, args...)
+}
+
+func (d detached) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.c.QueryRowContext(context.WithoutCancel(ctx), query, args...)
 }
 
 // run calls the job's function, turning a panic into an error so one bad
