@@ -1,0 +1,339 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"switchyard/internal/apitest"
+	"switchyard/internal/gateway"
+)
+
+// Charge tests (spec §8). Helpers carry a ch prefix.
+
+type chEnv struct {
+	*apitest.Env
+	clock    *chClock
+	customer string
+}
+
+type chClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *chClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *chClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// newCH starts an API with a controllable clock and a flow-1 customer.
+func newCH(t *testing.T) *chEnv {
+	t.Helper()
+	c := &chClock{t: time.Now().UTC()}
+	e := &chEnv{Env: apitest.New(t, apitest.Options{Now: c.Now}), clock: c}
+	r := e.Do("POST", "/v1/customers", map[string]any{"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+		"payment_source": map[string]any{"gateway_id": e.Gateway, "card_name": "Ada Lovelace", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}})
+	if r.Status != 201 {
+		t.Fatalf("customer: %d %s", r.Status, r.Raw)
+	}
+	e.customer = r.Data()["_id"].(string)
+	return e
+}
+
+// counts returns charges, transactions and Simulator ledger rows: the
+// ledger is what the gateway saw.
+func (e *chEnv) counts() [3]int {
+	e.T.Helper()
+	var out [3]int
+	for i, table := range []string{"charges", "charge_transactions", "simulator_ledger"} {
+		if err := e.Store.Engine().Reader().QueryRowContext(context.Background(), "SELECT count(*) FROM "+table).Scan(&out[i]); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+	return out
+}
+
+func (e *chEnv) charge(body map[string]any, query string) *apitest.Response {
+	e.T.Helper()
+	return e.Do("POST", "/v1/charges"+query, body)
+}
+
+func (e *chEnv) reconcile() {
+	e.T.Helper()
+	e.clock.Advance(time.Hour)
+	if _, err := e.Services.Charges.ReconcileOnce(context.Background(), 100); err != nil {
+		e.T.Fatal(err)
+	}
+}
+
+func chStatus(t *testing.T, r *apitest.Response, http int, status string) map[string]any {
+	t.Helper()
+	if r.Status != http {
+		t.Fatalf("HTTP %d, want %d: %s", r.Status, http, r.Raw)
+	}
+	d := r.Data()
+	if d["status"] != status {
+		t.Fatalf("charge status %v, want %s: %s", d["status"], status, r.Raw)
+	}
+	return d
+}
+
+func chTxns(d map[string]any) []string {
+	var out []string
+	for _, t := range d["transactions"].([]any) {
+		m := t.(map[string]any)
+		out = append(out, fmt.Sprintf("%s:%s:%v", m["type"], m["status"], m["amount"]))
+	}
+	return out
+}
+
+func TestChargeLifecycle(t *testing.T) {
+	e := newCH(t)
+	d := chStatus(t, e.charge(map[string]any{"amount": 30, "currency": "aud", "customer_id": e.customer, "reference": "ORD-1"}, "?capture=false"), 201, "pending")
+	if d["authorization"] != true || d["capture"] != false || d["currency"] != "AUD" || d["captured_amount"] != 0.0 {
+		t.Fatalf("authorisation fields: %v", d)
+	}
+	id := d["_id"].(string)
+	d = chStatus(t, e.Do("POST", "/v1/charges/"+id+"/capture", map[string]any{"amount": "20.00"}), 201, "complete")
+	if d["captured_amount"] != 20.0 {
+		t.Fatalf("captured %v", d["captured_amount"])
+	}
+	d = chStatus(t, e.Do("POST", "/v1/charges/"+id+"/refunds", map[string]any{"amount": 5.5}), 200, "refund_requested")
+	if d["refunded_amount"] != 5.5 {
+		t.Fatalf("refunded %v", d["refunded_amount"])
+	}
+	e.reconcile()
+	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
+	d = chStatus(t, e.Do("POST", "/v1/charges/"+id+"/refunds", map[string]any{"amount": ""}), 200, "refund_requested")
+	if d["refunded_amount"] != 20.0 {
+		t.Fatalf("refunded %v", d["refunded_amount"])
+	}
+	e.reconcile()
+	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "refunded")
+	want := []string{"authorization:complete:30", "capture:complete:20", "refund:complete:5.5", "refund:complete:14.5"}
+	if got := chTxns(d); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("transactions %v, want %v", got, want)
+	}
+	cu := e.Do("GET", "/v1/customers/"+e.customer, nil).Data()
+	stats := cu["statistics"].(map[string]any)
+	if stats["successful_transactions"] != 1.0 || stats["total_collected_amount"] != 20.0 {
+		t.Fatalf("statistics %v", stats)
+	}
+}
+
+func TestChargeStateMachine(t *testing.T) {
+	e := newCH(t)
+	auth := func() string {
+		return chStatus(t, e.charge(map[string]any{"amount": "100.00", "currency": "AUD", "customer_id": e.customer, "capture": false}, ""), 201, "pending")["_id"].(string)
+	}
+	sale := chStatus(t, e.charge(map[string]any{"amount": "100.00", "currency": "AUD", "customer_id": e.customer}, ""), 201, "complete")["_id"].(string)
+	cancelled := auth()
+	chStatus(t, e.Do("DELETE", "/v1/charges/"+cancelled+"/capture", nil), 200, "cancelled")
+	pending := auth()
+	cases := []struct {
+		name, method, path string
+		body               any
+		path2, msg         string
+	}{
+		{"capture a sale", "POST", "/v1/charges/" + sale + "/capture", nil, "", "charge cannot be captured in status complete"},
+		{"capture a cancelled charge", "POST", "/v1/charges/" + cancelled + "/capture", nil, "", "charge cannot be captured in status cancelled"},
+		{"cancel a sale", "DELETE", "/v1/charges/" + sale + "/capture", nil, "", "charge cannot be cancelled in status complete"},
+		{"refund an authorisation", "POST", "/v1/charges/" + pending + "/refunds", nil, "", "charge cannot be refunded in status pending"},
+		{"capture above the authorised amount", "POST", "/v1/charges/" + pending + "/capture", map[string]any{"amount": 100.01}, "amount", "amount exceeds the authorised amount"},
+		{"refund above the captured amount", "POST", "/v1/charges/" + sale + "/refunds", map[string]any{"amount": "100.01"}, "amount", "amount exceeds the refundable amount"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.counts()
+			r := e.Do(tc.method, tc.path, tc.body)
+			code, msg, path, _ := r.ErrorDetails()
+			if r.Status != 400 || code != "UnfulfilledCondition" || msg != tc.msg || path != tc.path2 {
+				t.Fatalf("got %d %s %q %q: %s", r.Status, code, msg, path, r.Raw)
+			}
+			if after := e.counts(); after != before {
+				t.Fatalf("something was written or the gateway was called: %v → %v", before, after)
+			}
+		})
+	}
+	// The double capture: the second one is refused.
+	chStatus(t, e.Do("POST", "/v1/charges/"+pending+"/capture", nil), 201, "complete")
+	r := e.Do("POST", "/v1/charges/"+pending+"/capture", nil)
+	if _, msg, _, _ := r.ErrorDetails(); r.Status != 400 || msg != "charge cannot be captured in status complete" {
+		t.Fatalf("double capture: %d %s", r.Status, r.Raw)
+	}
+}
+
+func TestChargeBadInput(t *testing.T) {
+	e := newCH(t)
+	archived := e.Do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"gateway_id": e.Gateway,
+		"card_name": "A", "card_number": "4242424242424242", "expire_month": 1, "expire_year": 2031}}).Data()["_id"].(string)
+	e.Do("DELETE", "/v1/customers/"+archived, nil)
+	other, _, err := e.Services.Auth.Create(context.Background(), "Other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherGW, err := e.Services.Gateways.Create(context.Background(), other.ID, gateway.Input{Type: gateway.Simulator, Name: "Theirs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := func(over map[string]any) map[string]any {
+		ps := map[string]any{"gateway_id": e.Gateway, "card_name": "Ada", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}
+		for k, v := range over {
+			ps[k] = v
+		}
+		return map[string]any{"payment_source": ps}
+	}
+	cases := []struct {
+		name  string
+		body  map[string]any
+		query string
+		code  string
+		path  string
+		msg   string
+	}{
+		{"amount zero", map[string]any{"amount": 0, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
+		{"amount negative", map[string]any{"amount": -5, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
+		{"too many decimals", map[string]any{"amount": "10.005", "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount has more decimal places than AUD allows"},
+		{"amount a boolean", map[string]any{"amount": true, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
+		{"amount missing", map[string]any{"currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount is required"},
+		{"unknown currency", map[string]any{"amount": 10, "currency": "ABC", "customer_id": e.customer}, "", "ValidationError", "currency", "currency must be an ISO 4217 code"},
+		{"capture not boolean", map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "capture": "false"}, "", "ValidationError", "capture", "capture must be a boolean"},
+		{"capture query bad", map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer}, "?capture=maybe", "ValidationError", "capture", "capture must be true or false"},
+		{"missing source", map[string]any{"amount": 10, "currency": "AUD"}, "", "ValidationError", "customer.payment_source", "a payment source is required: customer_id, payment_source_id, token or customer.payment_source"},
+		{"customer malformed", map[string]any{"amount": 10, "currency": "AUD", "customer_id": "nope"}, "", "ValidationError", "customer_id", "customer_id must be a mongodb id"},
+		{"customer unknown", map[string]any{"amount": 10, "currency": "AUD", "customer_id": "000000000000000000000000"}, "", "ValidationError", "customer_id", "customer not found"},
+		{"customer archived", map[string]any{"amount": 10, "currency": "AUD", "customer_id": archived}, "", "ValidationError", "customer_id", "customer is archived"},
+		{"source unknown", map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "payment_source_id": "000000000000000000000000"}, "", "ValidationError", "payment_source_id", "payment source not found"},
+		{"token with card", map[string]any{"amount": 10, "currency": "AUD", "token": "052d9a30-48dd-4a07-9062-f3120c46e415", "customer": card(nil)}, "", "ValidationError", "token", "token cannot be combined with customer.payment_source"},
+		{"token unknown", map[string]any{"amount": 10, "currency": "AUD", "token": "052d9a30-48dd-4a07-9062-f3120c46e415"}, "", "ValidationError", "token", "token not found"},
+		{"card without gateway", map[string]any{"amount": 10, "currency": "AUD", "customer": card(map[string]any{"gateway_id": nil})}, "", "ValidationError", "customer.payment_source.gateway_id", "gateway_id is required"},
+		{"gateway of another account", map[string]any{"amount": 10, "currency": "AUD", "customer": card(map[string]any{"gateway_id": otherGW.ID})}, "", "ValidationError", "customer.payment_source.gateway_id", "gateway not found"},
+		{"card Luhn", map[string]any{"amount": 10, "currency": "AUD", "customer": card(map[string]any{"card_number": "4111111111111112"})}, "", "ValidationError", "customer.payment_source.card_number", "card_number failed the Luhn check"},
+		{"vault token unknown", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{"gateway_id": e.Gateway, "vault_token": "052d9a30-48dd-4a07-9062-f3120c46e415"}}}, "", "ValidationError", "customer.payment_source.vault_token", "vault token not found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.counts()
+			r := e.charge(tc.body, tc.query)
+			code, _, path, msgs := r.ErrorDetails()
+			if r.Status != 400 || code != tc.code || path != tc.path || len(msgs) != 1 || msgs[0] != tc.msg {
+				t.Fatalf("got %d %s %q %q: %s", r.Status, code, path, msgs, r.Raw)
+			}
+			if after := e.counts(); after != before {
+				t.Fatalf("something was written or the gateway was called: %v → %v", before, after)
+			}
+		})
+	}
+}
+
+func TestChargeDeclineAndIdempotentReplay(t *testing.T) {
+	e := newCH(t)
+	body := map[string]any{"amount": "42.00", "currency": "AUD", "customer": map[string]any{"first_name": "Ada",
+		"payment_source": map[string]any{"gateway_id": e.Gateway, "card_name": "Ada", "card_number": "4100000000000001", "expire_month": 9, "expire_year": 2030}}}
+	r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "decline-1")
+	d := chStatus(t, r, 400, "failed")
+	errObj := r.Body["error"].(map[string]any)
+	if _, has := errObj["code"]; has {
+		t.Fatalf("gateway error carries error.code: %s", r.Raw)
+	}
+	if g := errObj["details"].([]any)[0].(map[string]any)["gateway_specific_code"]; g != "card_declined" {
+		t.Fatalf("gateway_specific_code %v", g)
+	}
+	if d["one_off"] != true || chTxns(d)[0] != "sale:failed:42" {
+		t.Fatalf("failed charge: %v", d)
+	}
+	before := e.counts()
+	again := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "decline-1")
+	if again.Status != 400 || string(again.Raw) != string(r.Raw) || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %s", again.Status, again.Raw)
+	}
+	if after := e.counts(); after != before {
+		t.Fatalf("a replay acted: %v → %v", before, after)
+	}
+}
+
+func TestChargeIdempotencyUnderConcurrency(t *testing.T) {
+	e := newCH(t)
+	body := map[string]any{"amount": "25.00", "currency": "AUD", "customer_id": e.customer}
+	before := e.counts()
+	const n = 50
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			statuses[i] = e.Do("POST", "/v1/charges", body, "Idempotency-Key", "same-key").Status
+		}(i)
+	}
+	wg.Wait()
+	after := e.counts()
+	if after[0]-before[0] != 1 || after[2]-before[2] != 1 {
+		t.Fatalf("want exactly one charge and one gateway call, got %d charges, %d calls (statuses %v)", after[0]-before[0], after[2]-before[2], statuses)
+	}
+	for _, s := range statuses {
+		if s != http.StatusCreated && s != http.StatusConflict {
+			t.Fatalf("unexpected status %d among %v", s, statuses)
+		}
+	}
+}
+
+func TestChargeUnknownOutcomeIsReconciled(t *testing.T) {
+	e := newCH(t)
+	body := map[string]any{"amount": "10", "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
+		"gateway_id": e.Gateway, "card_name": "T", "card_number": "4000000000000259", "expire_month": 9, "expire_year": 2030}}}
+	d := chStatus(t, e.charge(body, ""), 201, "inprogress")
+	id := d["_id"].(string)
+	r := e.Do("POST", "/v1/charges/"+id+"/refunds", nil)
+	if _, msg, _, _ := r.ErrorDetails(); r.Status != 400 || msg != "charge cannot be refunded in status inprogress: its outcome is not known yet" {
+		t.Fatalf("refund of inprogress: %s", r.Raw)
+	}
+	e.reconcile()
+	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
+	if d["external_id"] == nil || chTxns(d)[0] != "sale:complete:10" {
+		t.Fatalf("reconciled charge: %v", d)
+	}
+}
+
+func TestChargeListFilters(t *testing.T) {
+	e := newCH(t)
+	chStatus(t, e.charge(map[string]any{"amount": 1, "currency": "AUD", "customer_id": e.customer, "reference": "ORD-7781"}, ""), 201, "complete")
+	chStatus(t, e.charge(map[string]any{"amount": 2, "currency": "AUD", "customer_id": e.customer, "reference": "ORD-7782"}, "?capture=false"), 201, "pending")
+	cases := []struct {
+		query string
+		count int
+	}{
+		{"", 2},
+		{"?reference=ORD-7781", 1},
+		{"?status=pending", 1},
+		{"?customer_id=" + e.customer, 2},
+		{"?gateway_id=" + e.Gateway, 2},
+		{"?search=ada@EXAMPLE", 2},
+		{"?search=7782", 1},
+		{"?created_at.from=2000-01-01T00:00:00%2B1100", 2},
+		{"?created_at.to=2000-01-01", 0},
+		{"?created_at.from=" + time.Now().UTC().Format("2006-01-02"), 2},
+		{"?archived=true", 0},
+	}
+	for _, tc := range cases {
+		r := e.Do("GET", "/v1/charges"+tc.query, nil)
+		if r.Status != 200 || int(r.Resource()["count"].(float64)) != tc.count {
+			t.Errorf("%s: %d %v", tc.query, r.Status, r.Resource()["count"])
+		}
+	}
+	r := e.Do("GET", "/v1/charges?created_at.from=yesterday", nil)
+	if _, msg, path, _ := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || path != "created_at.from" {
+		t.Fatalf("bad date: %s", r.Raw)
+	}
+}
