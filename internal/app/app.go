@@ -18,6 +18,7 @@ import (
 	"switchyard/internal/config"
 	"switchyard/internal/keyring"
 	"switchyard/internal/store"
+	"switchyard/internal/store/postgres"
 	"switchyard/internal/store/sqlite"
 )
 
@@ -116,16 +117,21 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.DatabaseURL != "" {
-		return nil, nil, errors.New("PostgreSQL (--database-url) is not available in this build yet; run without it for the embedded store")
-	}
 	ring, err := loadRing(cfg, getenv, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := sqlite.Open(ctx, cfg.DataDir, sqlite.Options{GroupCommit: cfg.GroupCommit, OnCommit: onCommit})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	var eng store.Engine
+	if cfg.DatabaseURL != "" {
+		eng, err = postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{MaxConns: cfg.DBMaxConns, OnCommit: onCommit})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open PostgreSQL store: %s", oneLine(err))
+		}
+	} else {
+		eng, err = sqlite.Open(ctx, cfg.DataDir, sqlite.Options{GroupCommit: cfg.GroupCommit, OnCommit: onCommit})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+		}
 	}
 	st := store.New(eng)
 	if err := CheckKeys(ctx, st, ring); err != nil {
@@ -133,6 +139,12 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 		return nil, nil, err
 	}
 	return &env{cfg: cfg, log: log, eng: eng, store: st, ring: ring, now: time.Now}, rest, nil
+}
+
+// oneLine folds a multi-line driver error (pgx lists every address it
+// tried on its own line) into the one line spec §11 asks for.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
