@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"switchyard/internal/config"
 	"switchyard/internal/errs"
@@ -66,6 +67,10 @@ func embeddedKeyFile(cfg config.Config) bool {
 	return cfg.DatabaseURL == "" && cfg.MasterKeyFile == "" && cfg.MasterKey == ""
 }
 
+// rotateGrace is how long keys rotate waits after adding a version on the
+// embedded default before re-wrapping: more than two reload intervals.
+var rotateGrace = 5 * time.Second
+
 // keysRotate re-wraps every sealed value under the newest master-key version, online, in batches.
 // On the embedded default it first appends a fresh version to <data-dir>/master.key.
 func keysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -87,7 +92,14 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 		if ring.Primary() != v {
 			return fmt.Errorf("%s: added v%d but the reloaded primary is v%d", path, v, ring.Primary())
 		}
-		fmt.Fprintf(stderr, "switchyard: added v%d to %s; restart running servers so they can open data re-wrapped under it\n", v, path)
+		// Servers on this data dir reload the file within keyWatchInterval;
+		// give them time to take v before anything is re-wrapped under it.
+		fmt.Fprintf(stderr, "switchyard: added v%d to %s; waiting for running servers to load it\n", v, path)
+		select {
+		case <-time.After(rotateGrace):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	total, short := 0, 0
 	for {

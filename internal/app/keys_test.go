@@ -108,6 +108,32 @@ func (s *keysServer) stop(t *testing.T) {
 
 var keysHTTP = &http.Client{Timeout: 30 * time.Second}
 
+// gateway returns the sandbox gateway's id.
+func (s *keysServer) gateway() string {
+	req, _ := http.NewRequest("GET", s.url+"/v1/gateways", nil)
+	req.Header.Set("x-user-secret-key", s.secret)
+	res, err := keysHTTP.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	var m struct {
+		Resource struct {
+			Data []struct {
+				ID   string `json:"_id"`
+				Type string `json:"type"`
+			} `json:"data"`
+		} `json:"resource"`
+	}
+	_ = json.NewDecoder(res.Body).Decode(&m)
+	for _, g := range m.Resource.Data {
+		if g.Type == "Simulator" {
+			return g.ID
+		}
+	}
+	return ""
+}
+
 // do sends a JSON request with the sandbox secret key and returns the status and resource.data.
 func (s *keysServer) do(method, path string, body any) (int, map[string]any, error) {
 	var rdr io.Reader
@@ -251,7 +277,7 @@ func keysInUse(t *testing.T, st *store.Store) map[int]int {
 // keysOpensAll checks that every token's sealed card opens with ring.
 func keysOpensAll(t *testing.T, st *store.Store, ring *keyring.Ring, recs ...keysRecord) {
 	t.Helper()
-	v := vault.NewService(st, nil, ring, time.Now)
+	v := vault.NewService(st, nil, keyring.NewHolder(ring), time.Now)
 	for _, r := range recs {
 		rec, err := st.GetVaultRecord(t.Context(), r.account, r.token)
 		if err != nil {
@@ -344,7 +370,7 @@ func TestKeysRotateEmbeddedDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k, err := gateway.NewService(st, v2only, time.Now).Key(gw); err != nil || k != keysStripeKey {
+	if k, err := gateway.NewService(st, keyring.NewHolder(v2only), time.Now).Key(gw); err != nil || k != keysStripeKey {
 		t.Fatalf("gateway key after rotation: %q, %v", k, err)
 	}
 
@@ -354,6 +380,19 @@ func TestKeysRotateEmbeddedDefault(t *testing.T) {
 	}
 	if code, _, errOut := keysRun(t, "keys", "retire", "v2", "--data-dir", dir); code != 1 || !strings.Contains(errOut, "cannot retire v2: it is the primary") {
 		t.Fatalf("retire v2: %d %q", code, errOut)
+	}
+
+	// Without a restart, the running server has loaded v2 (it watches master.key): it writes new
+	// records under v2 and opens the re-wrapped old one (flow 3 stores its card at the gateway).
+	live := s.mustCreateVault(t)
+	if m := keysInUse(t, st); m[1] != 0 {
+		t.Fatalf("after rotation the running server still writes under v1: %v", m)
+	}
+	if code, data, err := s.do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"vault_token": before.token, "gateway_id": s.gateway()}}); err != nil || code != 201 {
+		t.Fatalf("the running server cannot open a re-wrapped card: %d %v %v", code, data, err)
+	}
+	if live.fingerprint != before.fingerprint {
+		t.Fatalf("fingerprint changed by rotation: %s, was %s", live.fingerprint, before.fingerprint)
 	}
 
 	// A restarted server reads the new key file: old and new tokens work, and the same card keeps

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"switchyard/internal/httpapi"
@@ -65,6 +67,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	go sweep(bg, e, svc)
+	go watchKeys(bg, e, svc, getenv)
 	go reconcile(bg, e, svc)
 	e.log.Info("serving", "addr", ln.Addr().String(), "version", Version)
 	fmt.Fprintf(stdout, "switchyard listening on http://%s\n", ln.Addr().String())
@@ -141,5 +144,55 @@ func reconcile(ctx context.Context, e *env, svc *Services) {
 				break
 			}
 		}
+	}
+}
+
+// keyWatchInterval is how often serve looks for changed key material.
+const keyWatchInterval = 2 * time.Second
+
+// watchKeys reloads the master keys when their file changes (keys rotate
+// appends a version to <data-dir>/master.key on the embedded default), so a
+// running server opens data re-wrapped under the new version and writes
+// with it, without a restart. A reload that would drop a version in use, or
+// cannot open existing data, is refused and logged; the old set stays.
+func watchKeys(ctx context.Context, e *env, svc *Services, getenv func(string) string) {
+	path := e.cfg.MasterKeyFile
+	if path == "" && embeddedKeyFile(e.cfg) {
+		path = filepath.Join(e.cfg.DataDir, "master.key")
+	}
+	if path == "" {
+		return // keys from the environment change only with a restart
+	}
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	}
+	last := stamp()
+	t := time.NewTicker(keyWatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := stamp()
+		if now == last || now == "" {
+			continue
+		}
+		last = now
+		r, err := reloadRing(e.cfg, getenv, svc.Keys.Ring())
+		if err == nil {
+			err = CheckKeys(ctx, e.store, r)
+		}
+		if err != nil {
+			e.log.Error("master keys changed but were not reloaded", "path", path, "err", err)
+			continue
+		}
+		svc.Keys.Store(r)
+		e.log.Info("master keys reloaded", "path", path, "primary", fmt.Sprintf("v%d", r.Primary()))
 	}
 }

@@ -21,7 +21,7 @@ import (
 // and the HTTP tests build them the same way.
 type Services struct {
 	Store     *store.Store
-	Ring      *keyring.Ring
+	Keys      *keyring.Holder // the key set in use; serve swaps it on reload
 	Now       func() time.Time
 	Auth      *auth.Service
 	Gateways  *gateway.Service
@@ -38,15 +38,16 @@ type Options struct {
 
 // NewServices builds every domain service.
 func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time, opts Options) *Services {
-	gateways := gateway.NewService(st, ring, now)
-	v := vault.NewService(st, gateways, ring, now)
+	keys := keyring.NewHolder(ring)
+	gateways := gateway.NewService(st, keys, now)
+	v := vault.NewService(st, gateways, keys, now)
 	connectors := gateway.Connectors{gateway.Simulator: simulator.WithLedger(opts.SimulatorLatency, st, now)}
 	customers := customer.NewService(st, v, gateways, connectors, now)
 	if opts.ReconcileInterval <= 0 {
 		opts.ReconcileInterval = 30 * time.Second
 	}
 	return &Services{
-		Store: st, Ring: ring, Now: now,
+		Store: st, Keys: keys, Now: now,
 		Auth:      auth.NewService(st, now),
 		Gateways:  gateways,
 		Vault:     v,

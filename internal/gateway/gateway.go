@@ -64,12 +64,12 @@ type Store interface {
 // Service implements the gateway use cases.
 type Service struct {
 	store Store
-	ring  *keyring.Ring
+	ring  *keyring.Holder
 	now   func() time.Time
 }
 
 // NewService returns a Service.
-func NewService(store Store, ring *keyring.Ring, now func() time.Time) *Service {
+func NewService(store Store, ring *keyring.Holder, now func() time.Time) *Service {
 	return &Service{store: store, ring: ring, now: now}
 }
 

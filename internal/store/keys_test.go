@@ -24,8 +24,9 @@ type services struct {
 }
 
 func newServices(st *store.Store, ring *keyring.Ring) services {
-	g := gateway.NewService(st, ring, time.Now)
-	return services{auth: auth.NewService(st, time.Now), gateways: g, vault: vault.NewService(st, g, ring, time.Now)}
+	keys := keyring.NewHolder(ring)
+	g := gateway.NewService(st, keys, time.Now)
+	return services{auth: auth.NewService(st, time.Now), gateways: g, vault: vault.NewService(st, g, keys, time.Now)}
 }
 
 func openStore(t *testing.T) (*store.Store, store.Engine) {

@@ -117,13 +117,13 @@ type Gateways interface {
 type Service struct {
 	store    Store
 	gateways Gateways
-	ring     *keyring.Ring
+	ring     *keyring.Holder
 	now      func() time.Time
 	secrets  sync.Map // purpose+account → opened secret (immutable once made)
 }
 
 // NewService returns a Service.
-func NewService(store Store, gateways Gateways, ring *keyring.Ring, now func() time.Time) *Service {
+func NewService(store Store, gateways Gateways, ring *keyring.Holder, now func() time.Time) *Service {
 	return &Service{store: store, gateways: gateways, ring: ring, now: now}
 }
 
