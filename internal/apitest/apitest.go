@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +21,9 @@ import (
 	"switchyard/internal/auth"
 	"switchyard/internal/httpapi"
 	"switchyard/internal/keyring"
+	"switchyard/internal/pgtest"
 	"switchyard/internal/store"
+	"switchyard/internal/store/postgres"
 	"switchyard/internal/store/sqlite"
 )
 
@@ -37,6 +40,7 @@ type Env struct {
 	Account  string // sandbox account id
 	Logs     *SyncBuffer
 	DataDir  string // the store's data directory (the SQLite files)
+	DBURL    string // the PostgreSQL database, when SWITCHYARD_TEST_DB=postgres
 }
 
 // Options tune New.
@@ -63,7 +67,8 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// New starts a server over a fresh SQLite store in a temp dir.
+// New starts a server over a fresh SQLite store in a temp dir, or over a
+// fresh PostgreSQL database (pgtest) when SWITCHYARD_TEST_DB=postgres.
 func New(t testing.TB, opts ...Options) *Env {
 	t.Helper()
 	var o Options
@@ -75,7 +80,15 @@ func New(t testing.TB, opts ...Options) *Env {
 	}
 	ctx := context.Background()
 	dataDir := t.TempDir()
-	eng, err := sqlite.Open(ctx, dataDir, sqlite.Options{GroupCommit: true})
+	var eng store.Engine
+	var dbURL string
+	var err error
+	if UsePostgres() {
+		dbURL = pgtest.NewDatabase(t)
+		eng, err = postgres.Open(ctx, dbURL, postgres.Options{MaxConns: pgtest.PoolSize})
+	} else {
+		eng, err = sqlite.Open(ctx, dataDir, sqlite.Options{GroupCommit: true})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +107,7 @@ func New(t testing.TB, opts ...Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{T: t, Services: svc, Store: st, Logs: &SyncBuffer{}, DataDir: dataDir}
+	e := &Env{T: t, Services: svc, Store: st, Logs: &SyncBuffer{}, DataDir: dataDir, DBURL: dbURL}
 	for _, l := range lines {
 		k, v, _ := strings.Cut(l, ": ")
 		switch k {
@@ -121,6 +134,11 @@ func New(t testing.TB, opts ...Options) *Env {
 	e.Account = acct.ID
 	return e
 }
+
+// UsePostgres reports whether SWITCHYARD_TEST_DB=postgres selects
+// PostgreSQL for New. A package whose tests call New should run them
+// through pgtest.Main in its TestMain, so the cluster stops at the end.
+func UsePostgres() bool { return os.Getenv("SWITCHYARD_TEST_DB") == "postgres" }
 
 // Response is a decoded answer.
 type Response struct {

@@ -46,6 +46,10 @@ func (s *Service) begin(ctx context.Context, account, id string, fn func(c *Char
 	if err != nil {
 		return Charge{}, Txn{}, gateway.Gateway{}, err
 	}
+	// A gateway type without a connector fails before anything is written.
+	if _, _, err := s.conn(g); err != nil {
+		return cur, Txn{}, gateway.Gateway{}, err
+	}
 	var txn Txn
 	c, err := s.store.UpdateCharge(ctx, account, id, func(c *Charge) (*Stats, error) {
 		t, err := fn(c)

@@ -236,7 +236,7 @@ func TestOpenAPIAcceptsSpecExamples(t *testing.T) {
 		{"customer 404 (§3.5)", "GET", "/v1/customers/invalid_id_string", 404, stdErr(404, "customer", "param validation failed", "NotFound", "not_found", "id", `["id must be a mongodb id"]`)},
 		{"source 404", "DELETE", "/v1/customers/229868cd93cde0e3f023d52c/payment_sources/000000000000000000000000", 404, stdErr(404, "customer", "payment source not found", "NotFound", "not_found", "payment_source_id", `["payment source not found"]`)},
 		{"customer 403", "POST", "/v1/customers", 403, forbidden("customer")},
-		{"undocumented path, Wrong Api path", "GET", "/v1/charges", 404, stdErr(404, "path", "Wrong Api path", "NotFound", "not_found", "", "[]")},
+		{"undocumented path, Wrong Api path", "GET", "/v1/subscriptions", 404, stdErr(404, "path", "Wrong Api path", "NotFound", "not_found", "", "[]")},
 		{"405 (§3.5)", "PUT", "/v1/customers", 405, stdErr(405, "customer", "Method not allowed", "MethodNotAllowed", "method_not_allowed", "", `["allowed: GET, POST"]`)},
 	}
 	for _, c := range cases {
@@ -315,7 +315,7 @@ func TestOpenAPIRejectsMistakes(t *testing.T) {
 		{"gateway error without status_code key", "POST", "/v1/customers", 400, rep(decline, `"status_code":"05",`, ``)},
 		{"gateway error details as object", "POST", "/v1/customers", 400, rep(rep(decline, `"details":[{`, `"details":{`), `}]},"resource"`, `}},"resource"`)},
 		{"gateway error on a vault call", "POST", "/v1/vault/payment_sources", 400, rep(decline, `"type":"customer"`, `"type":"payment_source"`)},
-		{"undocumented route", "GET", "/v1/charges", 200, `{"status":200,"error":null,"resource":{"type":"charge","data":[],"count":0,"skip":0,"limit":100}}`},
+		{"undocumented route", "GET", "/v1/subscriptions", 200, `{"status":200,"error":null,"resource":{"type":"subscription","data":[],"count":0,"skip":0,"limit":100}}`},
 		{"undocumented method", "PATCH", "/v1/gateways/ff14526ceb738e0ed2e0eafa", 200, env(200, "gateway", gw)},
 		{"documented route not registered", "GET", "/v1/customers/cfbb43b842fd58d6cfea5964", 404, `{"status":404,"error":{"message":"Wrong Api path","code":"NotFound","details":{"path":"","messages":[]}},"resource":{"type":"path"},"error_summary":{"message":"Wrong Api path","code":"not_found","details":{"path":"","messages":[]}}}`},
 	}

@@ -105,23 +105,47 @@ func readStrings(o paydock.Object, fields ...any) error {
 	return nil
 }
 
+// wireFields reads a body's optional fields leniently: a field of the wrong
+// JSON type reads as "" and its error is kept in bad, for the service to
+// report in the field's turn of the table order (spec §3.4 step 6).
+type wireFields struct {
+	o   paydock.Object
+	bad map[string]error
+}
+
+func newWireFields(o paydock.Object) *wireFields { return &wireFields{o: o, bad: map[string]error{}} }
+
+func (w *wireFields) str(name string) string {
+	v, err := w.o.String(name)
+	if err != nil {
+		w.bad[name] = err
+	}
+	return v
+}
+
+func (w *wireFields) number(name string) string {
+	v, err := w.o.NumberText(name)
+	if err != nil {
+		w.bad[name] = err
+	}
+	return v
+}
+
+func (w *wireFields) card() vault.CardInput {
+	return vault.CardInput{Name: w.str("card_name"), Number: w.str("card_number"), ExpMonth: w.number("expire_month"),
+		ExpYear: w.number("expire_year"), CCV: w.str("card_ccv")}
+}
+
+func (w *wireFields) address() vault.Address {
+	return vault.Address{Line1: w.str("address_line1"), Line2: w.str("address_line2"), Line3: w.str("address_line3"),
+		City: w.str("address_city"), State: w.str("address_state"), Postcode: w.str("address_postcode"), Country: w.str("address_country")}
+}
+
 func (s *Server) createToken(c *call) (int, any, error) {
-	var in vault.TokenInput
-	b := c.body
-	if err := readStrings(b, "gateway_id", &in.GatewayID, "type", &in.Type); err != nil {
-		return 0, nil, err
-	}
-	var err error
-	if in.Card, err = cardInput(b); err != nil {
-		return 0, nil, err
-	}
-	ct := &in.Contact
-	if err := readStrings(b, "first_name", &ct.FirstName, "last_name", &ct.LastName, "email", &ct.Email, "phone", &ct.Phone); err != nil {
-		return 0, nil, err
-	}
-	if in.Address, err = addressInput(b); err != nil {
-		return 0, nil, err
-	}
+	w := newWireFields(c.body)
+	in := vault.TokenInput{GatewayID: w.str("gateway_id"), Type: w.str("type"), Card: w.card(),
+		Contact: vault.Contact{FirstName: w.str("first_name"), LastName: w.str("last_name"), Email: w.str("email"), Phone: w.str("phone")},
+		Address: w.address(), Bad: w.bad}
 	tok, err := s.Vault.CreateToken(c.ctx, c.account.ID, in)
 	if err != nil {
 		return 0, nil, err
@@ -130,21 +154,9 @@ func (s *Server) createToken(c *call) (int, any, error) {
 }
 
 func (s *Server) createVault(c *call) (int, any, error) {
-	var in vault.VaultInput
-	b := c.body
-	if err := readStrings(b, "token", &in.Token, "type", &in.Type); err != nil {
-		return 0, nil, err
-	}
-	var err error
-	if in.Card, err = cardInput(b); err != nil {
-		return 0, nil, err
-	}
-	if err := readStrings(b, "vault_type", &in.VaultType); err != nil {
-		return 0, nil, err
-	}
-	if in.Address, err = addressInput(b); err != nil {
-		return 0, nil, err
-	}
+	w := newWireFields(c.body)
+	in := vault.VaultInput{Token: w.str("token"), Type: w.str("type"), Card: w.card(), VaultType: w.str("vault_type"),
+		Address: w.address(), Bad: w.bad}
 	r, err := s.Vault.CreateVault(c.ctx, c.account.ID, in)
 	if err != nil {
 		return 0, nil, err
