@@ -1,0 +1,337 @@
+// Package pgtest runs a throwaway PostgreSQL cluster for tests, started
+// from the Debian server binaries (/usr/lib/postgresql/N/bin): one cluster
+// per test binary, a migrated template database, and a fresh database per
+// test made with CREATE DATABASE … TEMPLATE. The cluster runs with fsync,
+// synchronous_commit and full_page_writes off: for tests only.
+//
+// A test package that uses it calls Main from its TestMain so the cluster
+// stops when the tests end; should the test binary die instead, the server
+// gets SIGQUIT from the kernel (parent-death signal).
+//
+// Without the binaries the tests skip, saying how to enable them; with the
+// environment variable CI set they fail instead, so CI never skips silently.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"switchyard/internal/store/postgres"
+)
+
+const template = "switchyard_template"
+
+// Cluster is a running test server.
+type Cluster struct {
+	dir    string // owns data/, the socket and the log
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{}
+	admin  *pgxpool.Pool // on database postgres
+}
+
+var (
+	once     sync.Once
+	cluster  *Cluster
+	errStart error
+	seq      atomic.Int64
+	mu       sync.Mutex // guards stopped
+	stopped  bool
+)
+
+// Main runs the tests of a package and stops the cluster (if one started)
+// before exiting: call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Binaries returns the directory of the newest installed PostgreSQL server
+// binaries, or "" when there are none.
+func Binaries() string {
+	if d := os.Getenv("SWITCHYARD_PG_BIN"); d != "" {
+		return d
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Slice(matches, func(i, j int) bool { return version(matches[i]) > version(matches[j]) })
+	if len(matches) == 0 {
+		return ""
+	}
+	return filepath.Dir(matches[0])
+}
+
+func version(initdb string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(initdb))))
+	return v
+}
+
+// Require skips t (or fails it when CI is set) unless the PostgreSQL
+// server binaries are installed, and returns the running cluster.
+func Require(t testing.TB) *Cluster {
+	t.Helper()
+	if Binaries() == "" {
+		msg := "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb): apt-get install postgresql to run the PostgreSQL tests"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + " (CI is set: not skipping)")
+		}
+		t.Skip(msg)
+	}
+	once.Do(func() { cluster, errStart = start() })
+	if errStart != nil {
+		t.Fatalf("pgtest: %v", errStart)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if stopped {
+		t.Fatal("pgtest: cluster already stopped")
+	}
+	return cluster
+}
+
+// NewDatabase returns the URL of a fresh, migrated database for t, copied
+// from the template; it is dropped when t ends.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	return Require(t).newDatabase(t, template)
+}
+
+// NewEmptyDatabase returns the URL of a fresh database without any schema
+// (for migration tests); it is dropped when t ends.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	return Require(t).newDatabase(t, "template0")
+}
+
+// Name returns the database name of a URL made by NewDatabase.
+func Name(url string) string {
+	name, _, _ := strings.Cut(strings.TrimPrefix(url, "postgres://postgres@/"), "?")
+	return name
+}
+
+func (c *Cluster) newDatabase(t testing.TB, from string) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), seq.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+from); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = c.admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+	})
+	return c.URL(name)
+}
+
+// Admin is a pool on the cluster's postgres database, as superuser.
+func (c *Cluster) Admin() *pgxpool.Pool { return c.admin }
+
+// URL returns the URL of database db over the cluster's unix socket.
+func (c *Cluster) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%d&sslmode=disable", db, c.dir, c.port)
+}
+
+// TCPURL returns the URL of database db over localhost TCP.
+func (c *Cluster) TCPURL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
+// Stop stops the cluster and removes its files. Later calls do nothing.
+func Stop() {
+	mu.Lock()
+	defer mu.Unlock()
+	if stopped {
+		return
+	}
+	stopped = true
+	if cluster != nil {
+		cluster.stop()
+	}
+}
+
+func (c *Cluster) stop() {
+	if c.admin != nil {
+		c.admin.Close()
+	}
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+		select {
+		case <-c.exited:
+		case <-time.After(15 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+	}
+	_ = os.RemoveAll(c.dir)
+}
+
+// runAs is who runs initdb and postgres: the postgres user when we are
+// root (initdb refuses root), else ourselves.
+func runAs() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs the postgres user to run initdb: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+func start() (c *Cluster, err error) {
+	bin := Binaries()
+	cred, err := runAs()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "switchyard-pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{dir: dir, exited: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			c.stop()
+		}
+	}()
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
+		"--encoding=UTF8", "--locale=C", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	if c.port, err = freePort(); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "postgres.log")
+	if err := c.launch(bin, data, logPath, cred); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.waitReady(ctx, logPath); err != nil {
+		return nil, err
+	}
+	if _, err := c.admin.Exec(ctx, `CREATE DATABASE `+template); err != nil {
+		return nil, fmt.Errorf("create template: %w", err)
+	}
+	eng, err := postgres.Open(ctx, c.URL(template), postgres.Options{MaxConns: 2})
+	if err != nil {
+		return nil, fmt.Errorf("migrate template: %w", err)
+	}
+	eng.Close()
+	return c, nil
+}
+
+// launch starts postgres from a goroutine locked to its OS thread for the
+// life of the process: the parent-death signal fires when the thread that
+// started the child ends, so the server dies with the test binary even
+// when Stop is never called.
+func (c *Cluster) launch(bin, data, logPath string, cred *syscall.Credential) error {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+		c.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+			"-p", strconv.Itoa(c.port), "-k", c.dir, "-c", "listen_addresses=127.0.0.1",
+			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+			"-c", "max_connections=400", "-c", "shared_buffers=64MB",
+			"-c", "max_parallel_workers_per_gather=0", "-c", "log_min_messages=warning")
+		c.cmd.Dir = c.dir
+		c.cmd.Stdout, c.cmd.Stderr = logf, logf
+		c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+		if err := c.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = c.cmd.Wait()
+		logf.Close()
+		close(c.exited)
+		select {} // keep the thread
+	}()
+	if err := <-started; err != nil {
+		logf.Close()
+		close(c.exited)
+		c.cmd = nil
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) waitReady(ctx context.Context, logPath string) error {
+	var last error
+	for {
+		select {
+		case <-c.exited:
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("postgres exited at start:\n%s", b)
+		default:
+		}
+		pool, err := pgxpool.New(ctx, c.URL("postgres"))
+		if err == nil {
+			if err = pool.Ping(ctx); err == nil {
+				c.admin = pool
+				return nil
+			}
+			pool.Close()
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("postgres not ready: %v\n%s", errors.Join(last, ctx.Err()), b)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// PoolSize is the pool size to open a NewDatabase with: many tests run in
+// parallel on one cluster, so each gets a small pool.
+const PoolSize = 8
+
+// Log returns the server log so far (for failing tests).
+func (c *Cluster) Log() string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "postgres.log"))
+	return strings.TrimSpace(string(b))
+}
