@@ -29,7 +29,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			e.log.Error("closing the store", "err", err)
 		}
 	}()
-	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency, ReconcileInterval: e.cfg.ReconcileInterval})
+	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency, ReconcileInterval: e.cfg.ReconcileInterval,
+		StripeAPIBase: e.cfg.StripeAPIBase})
 	lines, err := Sandbox(ctx, svc)
 	if err != nil {
 		return fmt.Errorf("create sandbox account: %w", err)
@@ -109,6 +110,13 @@ func sweep(ctx context.Context, e *env, svc *Services) {
 			e.log.Warn("sweeping the vault", "err", err)
 		} else if n > 0 {
 			e.log.Debug("swept vault records", "count", n)
+		}
+		// Destroyed card data (swept, or nulled when a token was used) must
+		// not outlive its page images in the embedded store's WAL.
+		if cp, ok := e.eng.(interface{ Checkpoint(context.Context) error }); ok {
+			if err := cp.Checkpoint(ctx); err != nil {
+				e.log.Warn("checkpointing the store", "err", err)
+			}
 		}
 		if n, err := e.store.SweepIdempotencyKeys(ctx, e.now()); err != nil {
 			e.log.Warn("sweeping idempotency keys", "err", err)

