@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"switchyard/api"
@@ -11,6 +12,7 @@ import (
 	"switchyard/internal/customer"
 	"switchyard/internal/gateway"
 	"switchyard/internal/gateway/simulator"
+	"switchyard/internal/gateway/stripe"
 	"switchyard/internal/httpapi"
 	"switchyard/internal/keyring"
 	"switchyard/internal/store"
@@ -34,6 +36,7 @@ type Services struct {
 type Options struct {
 	SimulatorLatency  time.Duration
 	ReconcileInterval time.Duration // default 30 s
+	StripeAPIBase     string        // default https://api.stripe.com
 }
 
 // NewServices builds every domain service.
@@ -41,7 +44,10 @@ func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time, opts
 	keys := keyring.NewHolder(ring)
 	gateways := gateway.NewService(st, keys, now)
 	v := vault.NewService(st, gateways, keys, now)
-	connectors := gateway.Connectors{gateway.Simulator: simulator.WithLedger(opts.SimulatorLatency, st, now)}
+	connectors := gateway.Connectors{
+		gateway.Simulator: simulator.WithLedger(opts.SimulatorLatency, st, now),
+		gateway.Stripe:    stripe.New(opts.StripeAPIBase, &http.Client{Timeout: stripe.Timeout}),
+	}
 	customers := customer.NewService(st, v, gateways, connectors, now)
 	if opts.ReconcileInterval <= 0 {
 		opts.ReconcileInterval = 30 * time.Second
