@@ -361,37 +361,62 @@ func CheckMeta(m map[string]any) error {
 	return nil
 }
 
-// resolve checks the referenced objects (step 7) and then, at step 9,
-// consumes a token, calls the gateway and returns the source to write.
-func (s *Service) resolve(ctx context.Context, account, customerID string, p plan, text *Text, fill bool) (*NewSource, error) {
+// refs are the objects a plan references, checked at step 7.
+type refs struct {
+	gw     gateway.Gateway
+	linked vault.Record // flows 3 and 4
+}
+
+// references checks the objects p references (spec §3.4 step 7) without
+// changing anything.
+func (s *Service) references(ctx context.Context, account string, p plan) (refs, error) {
+	var r refs
 	if p.flow == 0 {
-		return nil, nil
+		return r, nil
 	}
-	var gw gateway.Gateway
 	var err error
 	if p.gatewayID != "" {
-		if gw, err = s.gateways.Active(ctx, account, p.gatewayID, "payment_source.gateway_id"); err != nil {
-			return nil, err
+		if r.gw, err = s.gateways.Active(ctx, account, p.gatewayID, "payment_source.gateway_id"); err != nil {
+			return r, err
 		}
 	}
-	var linked vault.Record
 	switch p.flow {
 	case 2:
 		tok, err := s.vault.CheckOneTime(ctx, account, p.token, p.tokenPath)
 		if err != nil {
-			return nil, err
+			return r, err
 		}
 		if p.gatewayID == "" && tok.GatewayID != "" {
-			if gw, err = s.gateways.Active(ctx, account, tok.GatewayID, p.tokenPath); err != nil {
-				return nil, err
+			if r.gw, err = s.gateways.Active(ctx, account, tok.GatewayID, p.tokenPath); err != nil {
+				return r, err
 			}
 		}
 	case 3, 4:
-		if linked, err = s.vault.ForCustomer(ctx, account, p.vaultTok, "payment_source.vault_token"); err != nil {
-			return nil, err
+		if r.linked, err = s.vault.ForCustomer(ctx, account, p.vaultTok, "payment_source.vault_token"); err != nil {
+			return r, err
+		}
+		// A CVV beside a vault token follows spec §6.4 for the record's scheme.
+		if p.ccv != "" {
+			want, msg := 3, "card_ccv must be 3 digits"
+			if r.linked.Scheme == "amex" {
+				want, msg = 4, "card_ccv must be 4 digits for amex"
+			}
+			if len(p.ccv) != want {
+				return r, errs.Invalidf("payment_source.card_ccv", "%s", msg)
+			}
 		}
 	}
-	// Step 9: from here on the request acts.
+	return r, nil
+}
+
+// resolve acts on a plan whose references r are checked (step 9): it
+// consumes a token, calls the gateway and returns the source to write.
+func (s *Service) resolve(ctx context.Context, account, customerID string, p plan, r refs, text *Text, fill bool) (*NewSource, error) {
+	if p.flow == 0 {
+		return nil, nil
+	}
+	gw, linked := r.gw, r.linked
+	var err error
 	now := s.stamp()
 	src := Source{ID: paydock.NewID(), CustomerID: customerID, AccountID: account, Status: "active", CreatedAt: now, UpdatedAt: now}
 	out := &NewSource{}
@@ -476,7 +501,11 @@ func (s *Service) Create(ctx context.Context, account string, in Input) (Custome
 	if in.MetaSet && len(in.Meta) > 0 {
 		c.Meta = in.Meta
 	}
-	src, err := s.resolve(ctx, account, c.ID, p, &c.Text, true)
+	r, err := s.references(ctx, account, p)
+	if err != nil {
+		return Customer{}, err
+	}
+	src, err := s.resolve(ctx, account, c.ID, p, r, &c.Text, true)
 	if err != nil {
 		return Customer{}, err
 	}
@@ -514,15 +543,28 @@ func (s *Service) Update(ctx context.Context, account, id string, in Input) (Cus
 	if err != nil {
 		return Customer{}, err
 	}
-	if cur.Archived {
-		return Customer{}, errArchived
+	// Step 7 in table order: the top-level token, default_source, then the
+	// references inside payment_source; step 8, the state rule, after them.
+	var r refs
+	if p.tokenPath == "token" {
+		if r, err = s.references(ctx, account, p); err != nil {
+			return Customer{}, err
+		}
 	}
 	if in.DefaultSource != "" && !hasSource(cur, in.DefaultSource) {
 		return Customer{}, errDefault()
 	}
+	if p.tokenPath != "token" {
+		if r, err = s.references(ctx, account, p); err != nil {
+			return Customer{}, err
+		}
+	}
+	if cur.Archived {
+		return Customer{}, errArchived
+	}
 	text := cur.Text
 	applyText(&text, in)
-	src, err := s.resolve(ctx, account, id, p, &text, false)
+	src, err := s.resolve(ctx, account, id, p, r, &text, false)
 	if err != nil {
 		return Customer{}, err
 	}

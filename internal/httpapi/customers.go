@@ -149,9 +149,22 @@ func (s *Server) createCustomer(c *call) (int, any, error) {
 	return http.StatusCreated, toCustomerJSON(cu), nil
 }
 
+// customerExists checks the path's customer and, on source routes, its
+// active source (spec §3.4 step 3: before the body is read).
 func (s *Server) customerExists(c *call) error {
-	_, err := s.Customers.Get(c.ctx, c.account.ID, c.param("id"))
-	return err
+	cu, err := s.Customers.Get(c.ctx, c.account.ID, c.param("id"))
+	if err != nil {
+		return err
+	}
+	if sid := c.param("payment_source_id"); sid != "" {
+		for _, src := range cu.Sources {
+			if src.ID == sid {
+				return nil
+			}
+		}
+		return errs.NotFoundf("payment_source_id", "payment source not found")
+	}
+	return nil
 }
 
 func (s *Server) getCustomer(c *call) (int, any, error) {

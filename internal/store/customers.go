@@ -187,6 +187,7 @@ func (s *Store) UpdateCustomer(ctx context.Context, account, id string, fn func(
 	var out customer.Customer
 	var fnErr error
 	err := s.eng.Write(ctx, func(q Querier) error {
+		out, fnErr = customer.Customer{}, nil // fn may run again (engine retry)
 		c, err := getCustomer(ctx, q, account, id)
 		if err != nil {
 			return err
