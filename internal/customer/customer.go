@@ -729,9 +729,18 @@ func (s *Service) ReplaceSource(ctx context.Context, account, id, sourceID, vaul
 }
 
 // ArchiveSource runs DELETE /v1/customers/{id}/payment_sources/{psid}.
+// An archived customer keeps its sources as they were (spec §7.8): the
+// source must exist (404 otherwise), then the archived customer refuses.
 func (s *Service) ArchiveSource(ctx context.Context, account, id, sourceID string) (Customer, error) {
-	if _, err := s.Get(ctx, account, id); err != nil {
+	cur, err := s.Get(ctx, account, id)
+	if err != nil {
 		return Customer{}, err
+	}
+	if cur.Archived {
+		if _, ok := findSource(cur, sourceID); !ok {
+			return Customer{}, sourceNotFound()
+		}
+		return Customer{}, errArchived
 	}
 	c, err := s.store.ArchiveSource(ctx, account, id, sourceID, s.stamp())
 	if err != nil {

@@ -2004,3 +2004,25 @@ func TestCustomerTokenConcurrentUse(t *testing.T) {
 		t.Errorf("counts %+v after %+v", got, before)
 	}
 }
+
+// An archived customer keeps its sources as they were (§7.8): archiving one
+// of them is refused, and an unknown source is still a 404.
+func TestCustomerArchivedKeepsSources(t *testing.T) {
+	e := newCU(t)
+	r := e.Do("POST", "/v1/customers", map[string]any{"payment_source": cuCard("4111111111111111", map[string]any{"gateway_id": e.Gateway})})
+	if r.Status != 201 {
+		t.Fatalf("create: %s", r.Raw)
+	}
+	d := r.Data()
+	id, src := d["_id"].(string), d["default_source"].(string)
+	if r := e.Do("DELETE", "/v1/customers/"+id, nil); r.Status != 200 {
+		t.Fatalf("archive: %s", r.Raw)
+	}
+	r = e.Do("DELETE", "/v1/customers/"+id+"/payment_sources/"+src, nil)
+	cuErr(t, r, 400, "UnfulfilledCondition", "customer is archived", "", "customer is archived", "customer")
+	if got := e.get(id); len(cuSources(got)) != 1 || got["default_source"] != src {
+		t.Fatalf("the archived customer's sources changed: %v", got)
+	}
+	r = e.Do("DELETE", "/v1/customers/"+id+"/payment_sources/000000000000000000000000", nil)
+	cuNotFound(t, r, "payment_source_id", "payment source not found")
+}
