@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"switchyard/internal/config"
+	"switchyard/internal/errs"
 	"switchyard/internal/keyring"
 	"switchyard/internal/store"
 	"switchyard/internal/store/postgres"
@@ -230,6 +231,10 @@ func accountCreate(ctx context.Context, args []string, getenv func(string) strin
 	}
 	a, keys, err := NewServices(e.store, e.ring, e.now, Options{}).Auth.Create(ctx, name)
 	if err != nil {
+		var ee *errs.Error
+		if errors.As(err, &ee) && ee.Kind == errs.Invalid && len(ee.Messages) > 0 {
+			return &config.Error{Msg: "invalid --" + ee.Messages[0]} // a bad value: exit 2
+		}
 		return err
 	}
 	if asJSON {

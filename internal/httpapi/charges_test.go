@@ -114,7 +114,7 @@ func TestChargeLifecycle(t *testing.T) {
 		t.Fatalf("refunded %v", d["refunded_amount"])
 	}
 	e.reconcile()
-	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
+	chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
 	d = chStatus(t, e.Do("POST", "/v1/charges/"+id+"/refunds", map[string]any{"amount": ""}), 200, "refund_requested")
 	if d["refunded_amount"] != 20.0 {
 		t.Fatalf("refunded %v", d["refunded_amount"])

@@ -26,38 +26,36 @@ func toGatewayJSON(g gateway.Gateway) gatewayJSON {
 		Archived: g.Archived, CreatedAt: paydock.Time(g.CreatedAt), UpdatedAt: paydock.Time(g.UpdatedAt)}
 }
 
-// gatewayInput decodes a gateway body in the field order of spec §4.1.
-func gatewayInput(b paydock.Object) (gateway.Input, error) {
-	var in gateway.Input
+// gatewayInput decodes a gateway body in the field order of spec §4.1. A
+// field of the wrong JSON type is kept in in.Bad, so the service reports it
+// in its turn of the table order (spec §3.4).
+func gatewayInput(b paydock.Object) gateway.Input {
+	in := gateway.Input{Bad: map[string]error{}}
 	var err error
 	if in.Type, in.TypeSet, err = b.StringSet("type"); err != nil {
-		return in, err
+		in.Bad["type"] = err
 	}
 	if in.Name, in.NameSet, err = b.StringSet("name"); err != nil {
-		return in, err
+		in.Bad["name"] = err
 	}
 	if in.Mode, in.ModeSet, err = b.StringSet("mode"); err != nil {
-		return in, err
+		in.Bad["mode"] = err
 	}
 	if in.Key, in.KeySet, err = b.StringSet("key"); err != nil {
-		return in, err
+		in.Bad["key"] = err
 	}
 	if in.Default, in.DefaultSet, err = b.Bool("default"); err != nil {
-		return in, err
+		in.Bad["default"] = err
 	}
 	// "" means absent (L7), except that a PUT may not blank a name.
 	in.TypeSet = in.TypeSet && in.Type != ""
 	in.ModeSet = in.ModeSet && in.Mode != ""
 	in.KeySet = in.KeySet && in.Key != ""
-	return in, nil
+	return in
 }
 
 func (s *Server) createGateway(c *call) (int, any, error) {
-	in, err := gatewayInput(c.body)
-	if err != nil {
-		return 0, nil, err
-	}
-	g, err := s.Gateways.Create(c.ctx, c.account.ID, in)
+	g, err := s.Gateways.Create(c.ctx, c.account.ID, gatewayInput(c.body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -106,11 +104,7 @@ func (s *Server) getGateway(c *call) (int, any, error) {
 }
 
 func (s *Server) updateGateway(c *call) (int, any, error) {
-	in, err := gatewayInput(c.body)
-	if err != nil {
-		return 0, nil, err
-	}
-	g, err := s.Gateways.Update(c.ctx, c.account.ID, c.param("id"), in)
+	g, err := s.Gateways.Update(c.ctx, c.account.ID, c.param("id"), gatewayInput(c.body))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -188,11 +188,6 @@ func (s *Server) listVault(c *call) (int, any, error) {
 	return http.StatusOK, paydock.List{Data: out, Count: n, Skip: p.Skip, Limit: p.Limit}, nil
 }
 
-func (s *Server) vaultExists(c *call) error {
-	_, err := s.Vault.Get(c.ctx, c.account.ID, c.param("token"))
-	return err
-}
-
 func (s *Server) getVault(c *call) (int, any, error) {
 	r, err := s.Vault.Get(c.ctx, c.account.ID, c.param("token"))
 	if err != nil {

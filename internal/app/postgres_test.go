@@ -1,0 +1,98 @@
+package app_test
+
+// The command line over PostgreSQL (--database-url): an unreachable
+// database, migrate, and two nodes serving one database.
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"switchyard/internal/keyring"
+	"switchyard/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func pgKeyFile(t *testing.T) string {
+	t.Helper()
+	entry, err := keyring.NewEntry(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(path, []byte(entry+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDatabaseURLUnreachable(t *testing.T) {
+	addr := cliFreePort(t) // nothing listens there now
+	keys := pgKeyFile(t)
+	start := time.Now()
+	for _, cmd := range [][]string{{"migrate"}, {"serve", "--listen", "127.0.0.1:0"}} {
+		args := append(cmd, "--database-url", "postgres://sy:hunter2@"+addr+"/sy?sslmode=disable", "--master-key-file", keys)
+		code, out, errOut := cliRun(t, nil, args...)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1\nstdout: %s\nstderr: %s", cmd[0], code, out, errOut)
+		}
+		lines := cliLines(errOut)
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "switchyard: open PostgreSQL store") {
+			t.Errorf("%s: stderr %q, want one line naming the cause", cmd[0], errOut)
+		}
+		if strings.Contains(errOut, "hunter2") || strings.Contains(errOut, "panic") || out != "" {
+			t.Errorf("%s: stdout %q stderr %q", cmd[0], out, errOut)
+		}
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestDatabaseURLNeedsMasterKey(t *testing.T) {
+	code, _, errOut := cliRun(t, nil, "migrate", "--database-url", "postgres://localhost/x")
+	if code != 1 || !strings.Contains(errOut, "master key") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestPostgresMigrateAndTwoNodes(t *testing.T) {
+	url := pgtest.NewEmptyDatabase(t)
+	env := map[string]string{"SWITCHYARD_DATABASE_URL": url, "SWITCHYARD_MASTER_KEY_FILE": pgKeyFile(t)}
+	for i := range 2 {
+		if code, out, errOut := cliRun(t, env, "migrate", "--db-max-conns", "2"); code != 0 || out != "migrations applied\n" {
+			t.Fatalf("migrate #%d: exit %d: %q %q", i, code, out, errOut)
+		}
+	}
+	a := cliStart(t, env, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	lines := cliLines(a.stdout.String())
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "secret key: sk_") {
+		t.Fatalf("first node:\n%s", a.stdout)
+	}
+	secret := strings.TrimPrefix(lines[0], "secret key: ")
+	b := cliStart(t, env, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	if lines := cliLines(b.stdout.String()); len(lines) != 1 {
+		t.Fatalf("second node made a sandbox again:\n%s", b.stdout)
+	}
+	// Created on one node, read on the other.
+	code, m := a.call(t, secret, "POST", "/v1/gateways", map[string]any{"type": "Simulator", "name": "Two", "mode": "test"})
+	if code != 201 {
+		t.Fatalf("create gateway on A: %d %v", code, m)
+	}
+	id, _ := cliData(m)["_id"].(string)
+	code, m = b.call(t, secret, "GET", "/v1/gateways/"+id, nil)
+	if code != 200 || cliData(m)["name"] != "Two" {
+		t.Fatalf("read gateway on B: %d %v", code, m)
+	}
+	if code, _ := b.call(t, "", "GET", "/healthz", nil); code != 200 {
+		t.Errorf("healthz on B: %d", code)
+	}
+	for _, s := range []*cliServer{a, b} {
+		if code := s.stop(t); code != 0 {
+			t.Errorf("stop: %d\n%s", code, s.stderr)
+		}
+	}
+}
