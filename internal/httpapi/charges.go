@@ -102,26 +102,11 @@ func toChargeJSON(c charge.Charge) chargeJSON {
 	return out
 }
 
-// amountText reads an amount (L1, L2): a JSON number or numeric string.
-func amountText(b paydock.Object) (string, error) {
-	raw, ok := b.M["amount"]
-	if !ok || raw == nil {
-		return "", nil
-	}
-	switch v := raw.(type) {
-	case string:
-		return v, nil
-	case json.Number:
-		return v.String(), nil
-	}
-	return "", errs.Invalidf("amount", "amount must be a number")
-}
-
 func chargeInput(c *call) (charge.Input, error) {
 	b := c.body
 	var in charge.Input
 	var err error
-	if in.Amount, err = amountText(b); err != nil {
+	if in.Amount, err = b.Amount("amount"); err != nil {
 		return in, err
 	}
 	if in.Currency, err = b.String("currency"); err != nil {
@@ -196,7 +181,7 @@ func chargeResult(status int, ch charge.Charge, err error) (int, any, error) {
 func opInput(b paydock.Object) (charge.OpInput, error) {
 	var in charge.OpInput
 	var err error
-	if in.Amount, err = amountText(b); err != nil {
+	if in.Amount, err = b.Amount("amount"); err != nil {
 		return in, err
 	}
 	in.Currency, err = b.String("currency")

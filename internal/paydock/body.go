@@ -132,10 +132,20 @@ func (o Object) Object(name string) (Object, bool, error) {
 	return Object{M: m, Prefix: o.Path(name) + "."}, true, nil
 }
 
-// NumberText reads a field that may be a JSON number or a string (L1, L3,
-// L4) and returns its text exactly as sent; absent, null and "" give "".
+// NumberText reads a field that may be a JSON number or a string (L3, L4)
+// and returns its text exactly as sent; absent, null and "" give "".
 // Any other type is "<f> must be a string".
 func (o Object) NumberText(name string) (string, error) {
+	return o.numberText(name, "a string")
+}
+
+// Amount reads an amount (L1, L2): a JSON number or numeric string, its text
+// exactly as sent; any other type is "<f> must be a number".
+func (o Object) Amount(name string) (string, error) {
+	return o.numberText(name, "a number")
+}
+
+func (o Object) numberText(name, want string) (string, error) {
 	raw, ok := o.M[name]
 	if !ok || raw == nil {
 		return "", nil
@@ -146,7 +156,7 @@ func (o Object) NumberText(name string) (string, error) {
 	case json.Number:
 		return v.String(), nil
 	}
-	return "", o.typeErr(name, "a string")
+	return "", o.typeErr(name, want)
 }
 
 // Int reads a JSON number that must be a whole number.

@@ -563,11 +563,8 @@ func (s *Service) UseToken(ctx context.Context, account, token, path string) (Re
 // ForCustomer returns a vault record that may back a customer's payment
 // source: an active permanent record of this account (spec §6.3).
 func (s *Service) ForCustomer(ctx context.Context, account, token, path string) (Record, error) {
-	r, err := s.store.GetVaultRecord(ctx, account, token)
-	if err != nil || r.Kind == OneTime {
-		if err == nil || errs.KindOf(err) == errs.NotFound {
-			return Record{}, errs.Invalidf(path, "vault token not found")
-		}
+	r, err := s.vaultRecord(ctx, account, token, path)
+	if err != nil {
 		return Record{}, err
 	}
 	switch {
@@ -677,11 +674,8 @@ func (s *Service) Secret(ctx context.Context, account, purpose string) ([]byte, 
 // permanent record any number of times, a session record once, within 15
 // minutes; archived records are refused.
 func (s *Service) ForCharge(ctx context.Context, account, token, path string) (Record, error) {
-	r, err := s.store.GetVaultRecord(ctx, account, token)
-	if err != nil || r.Kind == OneTime {
-		if err == nil || errs.KindOf(err) == errs.NotFound {
-			return Record{}, errs.Invalidf(path, "vault token not found")
-		}
+	r, err := s.vaultRecord(ctx, account, token, path)
+	if err != nil {
 		return Record{}, err
 	}
 	switch {
@@ -723,4 +717,17 @@ func (s *Service) Mask(ctx context.Context, account string, c Card) (Record, err
 	}
 	return Record{AccountID: account, CardName: c.Name, Scheme: Scheme(c.Number), BIN: BIN(c.Number), Last4: Last4(c.Number),
 		Fingerprint: keyring.Fingerprint(fk, c.Number), ExpMonth: c.ExpMonth, ExpYear: c.ExpYear}, nil
+}
+
+// vaultRecord returns a permanent or session record a request names in its
+// body: anything else, or another account's, is 400 "vault token not found".
+func (s *Service) vaultRecord(ctx context.Context, account, token, path string) (Record, error) {
+	r, err := s.store.GetVaultRecord(ctx, account, token)
+	if err != nil || r.Kind == OneTime {
+		if err == nil || errs.KindOf(err) == errs.NotFound {
+			return Record{}, errs.Invalidf(path, "vault token not found")
+		}
+		return Record{}, err
+	}
+	return r, nil
 }

@@ -132,13 +132,17 @@ func (e *Engine) Ping(ctx context.Context) error { return e.read.PingContext(ctx
 
 // Write implements store.Engine: the work joins the next commit batch.
 func (e *Engine) Write(ctx context.Context, fn func(store.Querier) error) error {
-	j := &job{ctx: ctx, fn: fn, err: make(chan error, 1)}
+	return e.submit(&job{ctx: ctx, fn: fn, err: make(chan error, 1)})
+}
+
+// submit queues j for the writer and waits for its outcome.
+func (e *Engine) submit(j *job) error {
 	select {
 	case e.jobs <- j:
 	case <-e.done:
 		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-j.ctx.Done():
+		return j.ctx.Err()
 	}
 	// Once queued, wait for the outcome even if ctx ends: the work may
 	// already be committed, and the caller must not guess.
@@ -163,28 +167,10 @@ var errClosed = errors.New("store is closed")
 // writer and outside any transaction. After card data is destroyed, this
 // bounds how long its old page images stay in the WAL file.
 func (e *Engine) Checkpoint(ctx context.Context) error {
-	j := &job{ctx: ctx, raw: true, err: make(chan error, 1), fn: func(q store.Querier) error {
+	return e.submit(&job{ctx: ctx, raw: true, err: make(chan error, 1), fn: func(q store.Querier) error {
 		_, err := q.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
 		return err
-	}}
-	select {
-	case e.jobs <- j:
-	case <-e.done:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-j.err:
-		return err
-	case <-e.done:
-		select {
-		case err := <-j.err:
-			return err
-		default:
-			return errClosed
-		}
-	}
+	}})
 }
 
 func (e *Engine) loop(ctx context.Context) {
