@@ -29,7 +29,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			e.log.Error("closing the store", "err", err)
 		}
 	}()
-	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency, ReconcileInterval: e.cfg.ReconcileInterval,
+	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency, ReconcileInterval: e.cfg.ReconcileInterval, ObserveGateway: metrics.ObserveGateway,
 		StripeAPIBase: e.cfg.StripeAPIBase})
 	lines, err := Sandbox(ctx, svc)
 	if err != nil {
@@ -38,6 +38,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	for _, l := range lines {
 		fmt.Fprintln(stdout, l)
 	}
+	metrics.InProgress(func() (int, error) { return e.store.CountChargesInProgress(context.Background()) })
 	deps := svc.Deps(e.log)
 	deps.Metrics, deps.CORSOrigins = metrics, e.cfg.CORSOrigins
 	if e.cfg.MetricsListen == "" {

@@ -37,6 +37,8 @@ type Options struct {
 	SimulatorLatency  time.Duration
 	ReconcileInterval time.Duration // default 30 s
 	StripeAPIBase     string        // default https://api.stripe.com
+	// ObserveGateway, when set, sees every gateway call (metrics).
+	ObserveGateway gateway.Observer
 }
 
 // NewServices builds every domain service.
@@ -47,6 +49,9 @@ func NewServices(st *store.Store, ring *keyring.Ring, now func() time.Time, opts
 	connectors := gateway.Connectors{
 		gateway.Simulator: simulator.WithLedger(opts.SimulatorLatency, st, now),
 		gateway.Stripe:    stripe.New(opts.StripeAPIBase, &http.Client{Timeout: stripe.Timeout}),
+	}
+	if opts.ObserveGateway != nil {
+		connectors = gateway.Instrument(connectors, opts.ObserveGateway)
 	}
 	customers := customer.NewService(st, v, gateways, connectors, now)
 	if opts.ReconcileInterval <= 0 {

@@ -17,6 +17,8 @@ type Metrics struct {
 	duration   *prometheus.HistogramVec
 	commitSize prometheus.Histogram
 	commitTime prometheus.Histogram
+	gwRequests *prometheus.CounterVec
+	gwDuration *prometheus.HistogramVec
 }
 
 // NewMetrics registers the series (spec §10).
@@ -32,7 +34,11 @@ func NewMetrics() *Metrics {
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchyard_store_commit_duration_seconds", Help: "Duration of one store commit, batch included.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.commitSize, m.commitTime,
+	m.gwRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_gateway_requests_total", Help: "Gateway calls by gateway type, operation and outcome (ok, declined, error, unknown)."},
+		[]string{"gateway_type", "operation", "outcome"})
+	m.gwDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchyard_gateway_request_duration_seconds", Help: "Gateway call latency by gateway type and operation.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"gateway_type", "operation"})
+	m.Registry.MustRegister(m.requests, m.duration, m.commitSize, m.commitTime, m.gwRequests, m.gwDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -51,4 +57,23 @@ func (m *Metrics) ObserveCommit(size int, d time.Duration) {
 func (m *Metrics) observe(method, route string, status int, d time.Duration) {
 	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+}
+
+// ObserveGateway records one gateway call (gateway.Observer).
+func (m *Metrics) ObserveGateway(gatewayType, operation, outcome string, d time.Duration) {
+	m.gwRequests.WithLabelValues(gatewayType, operation, outcome).Inc()
+	m.gwDuration.WithLabelValues(gatewayType, operation).Observe(d.Seconds())
+}
+
+// InProgress exports switchyard_charges_inprogress, read from the store at
+// each scrape so every node reports the shared truth.
+func (m *Metrics) InProgress(count func() (int, error)) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_charges_inprogress",
+		Help: "Charges whose gateway outcome is not known yet (spec 8.8)."}, func() float64 {
+		n, err := count()
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
 }

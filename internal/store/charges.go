@@ -361,3 +361,10 @@ func lookupLedger(ctx context.Context, q Querier, account, txnID string) (simula
 	e.Succeeded, e.CreatedAt = ok == 1, fromMS(created)
 	return e, err == nil, err
 }
+
+// CountChargesInProgress counts charges whose outcome is unknown (metrics).
+func (s *Store) CountChargesInProgress(ctx context.Context) (int, error) {
+	var n int
+	err := s.eng.Reader().QueryRowContext(ctx, `SELECT count(*) FROM charges WHERE status = 'inprogress'`).Scan(&n)
+	return n, s.wrap("store.CountChargesInProgress", err)
+}

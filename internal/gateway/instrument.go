@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"switchyard/internal/errs"
+)
+
+// Observer records one gateway call: the gateway type, the operation
+// (store_card, charge, capture, cancel, refund, lookup), its outcome
+// (ok, declined, error, unknown) and how long it took.
+type Observer func(gatewayType, operation, outcome string, d time.Duration)
+
+// Instrument wraps every connector of cs so each call is observed.
+func Instrument(cs Connectors, observe Observer) Connectors {
+	out := Connectors{}
+	for typ, c := range cs {
+		out[typ] = instrumented{c: c, typ: typ, observe: observe}
+	}
+	return out
+}
+
+type instrumented struct {
+	c       Connector
+	typ     string
+	observe Observer
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrUnknownOutcome):
+		return "unknown"
+	case errs.KindOf(err) == errs.Declined:
+		return "declined"
+	}
+	return "error"
+}
+
+func (i instrumented) done(op string, start time.Time, err error) {
+	i.observe(i.typ, op, outcome(err), time.Since(start))
+}
+
+func (i instrumented) StoreCard(ctx context.Context, req StoreRequest) (s Stored, err error) {
+	defer func(start time.Time) { i.done("store_card", start, err) }(time.Now())
+	return i.c.StoreCard(ctx, req)
+}
+
+func (i instrumented) Charge(ctx context.Context, req ChargeRequest) (ext string, err error) {
+	defer func(start time.Time) { i.done("charge", start, err) }(time.Now())
+	return i.c.Charge(ctx, req)
+}
+
+func (i instrumented) Capture(ctx context.Context, req OpRequest) (err error) {
+	defer func(start time.Time) { i.done("capture", start, err) }(time.Now())
+	return i.c.Capture(ctx, req)
+}
+
+func (i instrumented) Cancel(ctx context.Context, req OpRequest) (err error) {
+	defer func(start time.Time) { i.done("cancel", start, err) }(time.Now())
+	return i.c.Cancel(ctx, req)
+}
+
+func (i instrumented) Refund(ctx context.Context, req OpRequest) (ext string, err error) {
+	defer func(start time.Time) { i.done("refund", start, err) }(time.Now())
+	return i.c.Refund(ctx, req)
+}
+
+func (i instrumented) Lookup(ctx context.Context, g Gateway, key, txnID string) (l Lookup, err error) {
+	defer func(start time.Time) { i.done("lookup", start, err) }(time.Now())
+	return i.c.Lookup(ctx, g, key, txnID)
+}
