@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"switchyard/internal/store/postgres"
@@ -45,6 +46,11 @@ type Cluster struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	admin  *pgxpool.Pool // on database postgres
+
+	ctx          context.Context // ends at Stop
+	cancel       context.CancelFunc
+	prefetchOnce sync.Once
+	spares       chan string // databases made from the template, ready
 }
 
 var (
@@ -67,7 +73,10 @@ func Main(m *testing.M) {
 // Binaries returns the directory of the newest installed PostgreSQL server
 // binaries, or "" when there are none.
 func Binaries() string {
-	if d := os.Getenv("SWITCHYARD_PG_BIN"); d != "" {
+	if d := os.Getenv("SWITCHYARD_PG_BIN"); d != "" { // another install's bin directory
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
+			return ""
+		}
 		return d
 	}
 	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
@@ -110,14 +119,32 @@ func Require(t testing.TB) *Cluster {
 // from the template; it is dropped when t ends.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	return Require(t).newDatabase(t, template)
+	c := Require(t)
+	c.prefetchOnce.Do(func() { go c.prefetch() })
+	var name string
+	select {
+	case name = <-c.spares:
+	default: // none ready: make one here, in parallel with the prefetcher
+		var err error
+		if name, err = c.create(template); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+	c.dropAtEnd(t, name)
+	return c.URL(name)
 }
 
 // NewEmptyDatabase returns the URL of a fresh database without any schema
 // (for migration tests); it is dropped when t ends.
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
-	return Require(t).newDatabase(t, "template0")
+	c := Require(t)
+	name, err := c.create("template0")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	c.dropAtEnd(t, name)
+	return c.URL(name)
 }
 
 // Name returns the database name of a URL made by NewDatabase.
@@ -126,20 +153,42 @@ func Name(url string) string {
 	return name
 }
 
-func (c *Cluster) newDatabase(t testing.TB, from string) string {
-	t.Helper()
+func (c *Cluster) create(from string) (string, error) {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), seq.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
 	defer cancel()
 	if _, err := c.admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+from); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
+	return name, nil
+}
+
+func (c *Cluster) dropAtEnd(t testing.TB, name string) {
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 		defer cancel()
 		_, _ = c.admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 	})
-	return c.URL(name)
+}
+
+// prefetch keeps a few databases made from the template ready, each
+// connected to once (the first backend of a database builds its relation
+// cache file), so a test rarely waits for CREATE DATABASE.
+func (c *Cluster) prefetch() {
+	for {
+		name, err := c.create(template)
+		if err != nil {
+			return // tests then make their own
+		}
+		if conn, err := pgx.Connect(c.ctx, c.URL(name)); err == nil {
+			_ = conn.Close(c.ctx)
+		}
+		select {
+		case c.spares <- name:
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 // Admin is a pool on the cluster's postgres database, as superuser.
@@ -169,6 +218,7 @@ func Stop() {
 }
 
 func (c *Cluster) stop() {
+	c.cancel()
 	if c.admin != nil {
 		c.admin.Close()
 	}
@@ -205,11 +255,13 @@ func start() (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	removeStale()
 	dir, err := os.MkdirTemp("", "switchyard-pgtest-")
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{dir: dir, exited: make(chan struct{})}
+	c = &Cluster{dir: dir, exited: make(chan struct{}), spares: make(chan string, 2)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -314,6 +366,30 @@ func (c *Cluster) waitReady(ctx context.Context, logPath string) error {
 			return fmt.Errorf("postgres not ready: %v\n%s", errors.Join(last, ctx.Err()), b)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// removeStale removes the directories of clusters whose test binary died
+// without Stop (a test timeout, a crash): the kernel stopped their server,
+// but their files stay. A directory is stale when no live postmaster holds
+// it and it is older than a minute (a cluster starting now has no pid file
+// yet).
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "switchyard-pgtest-*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
+				if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+					continue // still running
+				}
+			}
+		}
+		_ = os.RemoveAll(d)
 	}
 }
 

@@ -2,29 +2,34 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"time"
 
 	"switchyard/internal/idempotency"
 )
 
-// ClaimIdempotencyKey implements idempotency.Store.
+// ClaimIdempotencyKey implements idempotency.Store. The claim is one
+// INSERT … ON CONFLICT DO NOTHING, so two nodes claiming the same key at
+// once cannot both win on either engine; only when the row exists is it
+// read, and taken over when stale.
 func (s *Store) ClaimIdempotencyKey(ctx context.Context, account, key, fp string, now time.Time) (*idempotency.Record, error) {
 	var existing *idempotency.Record
 	err := s.eng.Write(ctx, func(q Querier) error {
-		existing = nil
+		existing = nil // fn may run again (engine retry)
+		res, err := q.ExecContext(ctx, `INSERT INTO idempotency_keys (account_id, key, fingerprint, state, status, body, locked_until, expires_at)
+			VALUES ($1, $2, $3, 'running', 0, NULL, $4, $5) ON CONFLICT (account_id, key) DO NOTHING`,
+			account, key, fp, ms(now.Add(idempotency.Lock)), ms(now.Add(idempotency.Retention)))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
 		var rec idempotency.Record
 		var state string
 		var lockedUntil, expires int64
-		err := q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
+		err = q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
 			Scan(&rec.Fingerprint, &state, &rec.Status, &rec.Body, &lockedUntil, &expires)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			_, err = q.ExecContext(ctx, `INSERT INTO idempotency_keys (account_id, key, fingerprint, state, status, body, locked_until, expires_at) VALUES ($1, $2, $3, 'running', 0, NULL, $4, $5)`,
-				account, key, fp, ms(now.Add(idempotency.Lock)), ms(now.Add(idempotency.Retention)))
-			return err
-		case err != nil:
+		if err != nil {
 			return err
 		}
 		stale := expires <= ms(now) || (state == "running" && lockedUntil <= ms(now))

@@ -207,6 +207,7 @@ func (s *Store) AccountSecret(ctx context.Context, account, purpose string, fres
 func (s *Store) SweepVault(ctx context.Context, now time.Time) (int, error) {
 	var total int64
 	err := s.eng.Write(ctx, func(q Querier) error {
+		total = 0 // fn may run again (engine retry)
 		for _, stmt := range []struct {
 			sql  string
 			args []any

@@ -4,11 +4,15 @@ import (
 	"context"
 	"io"
 	"net"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"switchyard/internal/auth"
 	"switchyard/internal/customer"
@@ -19,6 +23,7 @@ import (
 	"switchyard/internal/pgtest"
 	"switchyard/internal/store"
 	"switchyard/internal/store/postgres"
+	"switchyard/internal/store/sqlite"
 	"switchyard/internal/store/storetest"
 	"switchyard/internal/vault"
 )
@@ -563,5 +568,54 @@ func TestQueriesUseIndexes(t *testing.T) {
 		if strings.Contains(text, "Seq Scan") || !strings.Contains(text, "Index") {
 			t.Errorf("%s: no index used:\n%s", q.name, text)
 		}
+	}
+}
+
+// The PostgreSQL migrations mirror the SQLite ones: the same numbered files,
+// and after them the same tables with the same columns. A migration added on
+// one side only fails here.
+func TestMigrationsMirrorSQLite(t *testing.T) {
+	names := func(dir string) []string {
+		m, err := filepath.Glob(filepath.Join(dir, "*.sql"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range m {
+			m[i] = filepath.Base(m[i])
+		}
+		return m
+	}
+	if lite, pg := names("../sqlite/migrations"), names("migrations"); !slices.Equal(lite, pg) {
+		t.Fatalf("migration files differ:\nsqlite   %v\npostgres %v", lite, pg)
+	}
+	columns := func(q store.Querier, query string) map[string][]string {
+		rows, err := q.QueryContext(t.Context(), query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string][]string{}
+		for rows.Next() {
+			var table, col string
+			if err := rows.Scan(&table, &col); err != nil {
+				t.Fatal(err)
+			}
+			out[table] = append(out[table], col)
+		}
+		for _, cols := range out {
+			slices.Sort(cols)
+		}
+		return out
+	}
+	le, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer le.Close()
+	lite := columns(le.Reader(), `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`)
+	pe := openEngine(t, pgtest.NewDatabase(t), postgres.Options{MaxConns: 1})
+	pg := columns(pe.Reader(), `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'`)
+	if diff := cmp.Diff(lite, pg); diff != "" {
+		t.Errorf("tables and columns (-sqlite +postgres):\n%s", diff)
 	}
 }
