@@ -89,6 +89,16 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Query values are text the stores keep or compare: U+0000 is refused
+	// on both engines alike (PostgreSQL cannot hold it).
+	for name, vs := range c.query {
+		for _, v := range vs {
+			if strings.ContainsRune(v, 0) || strings.ContainsRune(name, 0) {
+				fail(errs.Query(name, name+" must not contain the NUL character"))
+				return
+			}
+		}
+	}
 	// 4. body: POST and PUT only; GET and DELETE bodies are never read.
 	if r.Method == http.MethodPost || r.Method == http.MethodPut {
 		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, paydock.MaxBody))

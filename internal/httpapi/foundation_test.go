@@ -1644,3 +1644,22 @@ func TestLogsNeverHoldKeys(t *testing.T) {
 		}
 	}
 }
+
+// U+0000 in a body string or a query value is a 400 on both engines
+// (PostgreSQL cannot store it), and nothing is written.
+func TestNULIsRefused(t *testing.T) {
+	e := apitest.New(t)
+	before := e.Do("GET", "/v1/customers", nil).Resource()["count"]
+	r := e.Do("POST", "/v1/customers", `{"first_name":"Ada\u0000","payment_source":{"gateway_id":"`+e.Gateway+`","card_name":"Ada","card_number":"4111111111111111","expire_month":1,"expire_year":2031}}`)
+	code, msg, path, msgs := r.ErrorDetails()
+	if r.Status != 400 || code != "ValidationError" || msg != "body validation failed" || path != "first_name" || len(msgs) != 1 || msgs[0] != "first_name must not contain the NUL character" {
+		t.Fatalf("body NUL: %d %s", r.Status, r.Raw)
+	}
+	if after := e.Do("GET", "/v1/customers", nil).Resource()["count"]; after != before {
+		t.Fatalf("a customer was written: %v → %v", before, after)
+	}
+	r = e.Do("GET", "/v1/customers?search=a%00b", nil)
+	if code, msg, path, _ := r.ErrorDetails(); r.Status != 400 || code != "ValidationError" || msg != "query validation failed" || path != "search" {
+		t.Fatalf("query NUL: %d %s", r.Status, r.Raw)
+	}
+}

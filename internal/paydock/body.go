@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 
 	"switchyard/internal/errs"
 )
@@ -32,7 +33,45 @@ func ParseBody(b []byte) (Object, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Object{}, bodyError()
 	}
+	if err := noNUL("", m); err != nil {
+		return Object{}, err
+	}
 	return Object{M: m}, nil
+}
+
+// noNUL rejects U+0000 anywhere in a string or key: PostgreSQL cannot store
+// it in text, and both engines must answer the same (a 400, never a 500).
+func noNUL(path string, v any) error {
+	bad := func(p string) error {
+		seg := p[strings.LastIndex(p, ".")+1:]
+		return errs.Invalidf(p, "%s must not contain the NUL character", seg)
+	}
+	switch x := v.(type) {
+	case string:
+		if strings.ContainsRune(x, 0) {
+			return bad(path)
+		}
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if strings.ContainsRune(k, 0) {
+				return bad(p)
+			}
+			if err := noNUL(p, e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := noNUL(path+"."+strconv.Itoa(i), e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func bodyError() error {

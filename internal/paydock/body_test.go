@@ -30,6 +30,18 @@ func TestParseBody(t *testing.T) {
 		{"trailing garbage", `{}x`, false, 0},
 		{"invalid UTF-8 inside a string", "{\"name\":\"Jos\xe9\"}", true, 1},
 	}
+	for _, nul := range []struct{ body, path string }{
+		{`{"first_name":"a\u0000b"}`, "first_name"},
+		{`{"payment_source":{"card_name":"\u0000"}}`, "payment_source.card_name"},
+		{`{"meta":{"k\u0000":"v"}}`, "meta.k\u0000"},
+		{`{"x":["ok","\u0000"]}`, "x.1"},
+	} {
+		_, err := ParseBody([]byte(nul.body))
+		e, ok := err.(*errs.Error)
+		if !ok || e.Kind != errs.Invalid || e.Path != nul.path {
+			t.Errorf("%s: err %v, want a ValidationError on %q", nul.body, err, nul.path)
+		}
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := ParseBody([]byte(tc.body))
@@ -154,14 +166,15 @@ func FuzzParseBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := ParseBody(b)
 		if err != nil {
-			if e, ok := err.(*errs.Error); !ok || e.Kind != errs.Invalid || e.Messages[0] != ErrNotObject {
+			e, ok := err.(*errs.Error)
+			if !ok || e.Kind != errs.Invalid || (e.Messages[0] != ErrNotObject && !strings.HasSuffix(e.Messages[0], "must not contain the NUL character")) {
 				t.Fatalf("unexpected error %v", err)
 			}
 			return
 		}
 		for k := range o.M {
-			if s, err := o.String(k); err == nil && !utf8.ValidString(s) {
-				t.Fatalf("string %q is not valid UTF-8", s)
+			if s, err := o.String(k); err == nil && (!utf8.ValidString(s) || strings.ContainsRune(s, 0)) {
+				t.Fatalf("string %q is not valid UTF-8 or holds NUL", s)
 			}
 		}
 	})
