@@ -47,6 +47,8 @@ type Env struct {
 type Options struct {
 	CORSOrigins []string
 	Now         func() time.Time
+	// StripeAPIBase points the Stripe connector somewhere (stripe-mock).
+	StripeAPIBase string
 }
 
 // SyncBuffer is a goroutine-safe log sink.
@@ -102,7 +104,7 @@ func New(t testing.TB, opts ...Options) *Env {
 		t.Fatal(err)
 	}
 	st := store.New(eng)
-	svc := app.NewServices(st, ring, o.Now, app.Options{})
+	svc := app.NewServices(st, ring, o.Now, app.Options{StripeAPIBase: o.StripeAPIBase})
 	lines, err := app.Sandbox(ctx, svc)
 	if err != nil {
 		t.Fatal(err)
