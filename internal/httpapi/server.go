@@ -210,7 +210,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, r
 func (s *Server) renderError(r *http.Request, err error, rtype string, data any) (int, []byte) {
 	ri := info(r.Context())
 	status, env := errorEnvelope(err, rtype, ri.id, data)
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		// The store is unreachable, or the client went away mid-request.
+		ri.log.Warn("request not served", "method", r.Method, "route", ri.route, "status", status, "err", err)
+	case status >= 500:
 		ri.log.Error("request failed", "method", r.Method, "route", ri.route, "status", status, "err", err)
 	}
 	return status, encode(env)

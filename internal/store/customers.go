@@ -74,18 +74,21 @@ func scanSource(row interface{ Scan(...any) error }) (customer.Source, error) {
 }
 
 // attachSources loads the active sources of cs, oldest first.
-func attachSources(ctx context.Context, q Querier, account string, cs []customer.Customer) error {
+func attachSources(ctx context.Context, q Querier, cs []customer.Customer) error {
 	if len(cs) == 0 {
 		return nil
 	}
 	idx := map[string]int{}
-	args := []any{account}
+	args := []any{}
 	for i, c := range cs {
 		idx[c.ID] = i
 		args = append(args, c.ID)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+sourceCols+sourceFrom+` WHERE ps.account_id = $1 AND ps.status = 'active' AND ps.customer_id IN (`+
-		placeholdersFrom(2, len(cs))+`) ORDER BY ps.created_at, ps.id`, args...)
+	// The customers are already this account's: filtering on the account
+	// again would tempt the planner onto the (account, gateway) index and
+	// through every source of the account.
+	rows, err := q.QueryContext(ctx, `SELECT `+sourceCols+sourceFrom+` WHERE ps.customer_id IN (`+
+		placeholders(len(cs))+`) AND ps.status = 'active' ORDER BY ps.created_at, ps.id`, args...)
 	if err != nil {
 		return err
 	}
@@ -101,17 +104,6 @@ func attachSources(ctx context.Context, q Querier, account string, cs []customer
 	return rows.Err()
 }
 
-func placeholdersFrom(first, n int) string {
-	var b strings.Builder
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("$" + itoa(first+i))
-	}
-	return b.String()
-}
-
 func getCustomer(ctx context.Context, q Querier, account, id string) (customer.Customer, error) {
 	c, err := scanCustomer(q.QueryRowContext(ctx, `SELECT `+customerCols+` FROM customers WHERE id = $1 AND account_id = $2`, id, account))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -121,7 +113,7 @@ func getCustomer(ctx context.Context, q Querier, account, id string) (customer.C
 		return c, err
 	}
 	cs := []customer.Customer{c}
-	if err := attachSources(ctx, q, account, cs); err != nil {
+	if err := attachSources(ctx, q, cs); err != nil {
 		return c, err
 	}
 	return cs[0], nil
@@ -355,7 +347,7 @@ func (s *Store) ListCustomers(ctx context.Context, account string, f customer.Fi
 	if err := rows.Err(); err != nil {
 		return nil, 0, s.wrap("store.ListCustomers", err)
 	}
-	if err := attachSources(ctx, r, account, out); err != nil {
+	if err := attachSources(ctx, r, out); err != nil {
 		return nil, 0, s.wrap("store.ListCustomers", err)
 	}
 	return out, n, nil

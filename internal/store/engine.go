@@ -62,7 +62,7 @@ func (s *Store) wrap(op string, err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	if s.eng.IsUnavailable(err) {
+	if s.eng.IsUnavailable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &errs.Error{Kind: errs.Unavailable, Op: op, Err: err}
 	}
 	return &errs.Error{Kind: errs.Internal, Op: op, Err: err}

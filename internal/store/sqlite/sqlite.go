@@ -44,7 +44,9 @@ type Options struct {
 type Engine struct {
 	write *sql.DB
 	conn  *sql.Conn
+	wq    detached // the writer's connection, statements prepared once
 	read  *sql.DB
+	rq    cachedDB // the read pool, statements prepared once
 	opts  Options
 	jobs  chan *job
 	done  chan struct{}
@@ -119,13 +121,13 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	runCtx, cancel := context.WithCancel(context.Background())
-	e := &Engine{write: w, conn: conn, read: r, opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel}
+	e := &Engine{write: w, conn: conn, wq: newDetached(conn), read: r, rq: newCachedDB(r), opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel}
 	go e.loop(runCtx)
 	return e, nil
 }
 
 // Reader implements store.Engine.
-func (e *Engine) Reader() store.Querier { return e.read }
+func (e *Engine) Reader() store.Querier { return e.rq }
 
 // Ping implements store.Engine.
 func (e *Engine) Ping(ctx context.Context) error { return e.read.PingContext(ctx) }
@@ -222,57 +224,53 @@ func (e *Engine) runBatch(batch, raw []*job) {
 		e.commit(context.Background(), batch)
 	}
 	for _, j := range raw {
-		j.err <- j.run(detached{e.conn})
+		j.err <- j.run(e.wq)
 	}
 }
 
-// commit runs one batch in one IMMEDIATE transaction, each job in a
-// savepoint, and reports every job's outcome after the COMMIT.
+// commit runs one batch and reports every job's outcome after its COMMIT.
+// It is optimistic: the batch first runs in one IMMEDIATE transaction
+// without savepoints (they would cost two statements a job). If a job
+// fails, that transaction is rolled back, the job keeps its error, and the
+// others run again, each in its own savepoint, so one failure never fails
+// its neighbours. Jobs re-run safely: each reads what it needs inside its
+// transaction, as a PostgreSQL serialization retry requires too.
 func (e *Engine) commit(ctx context.Context, batch []*job) {
 	start := time.Now()
 	results := make([]error, len(batch))
-	if _, err := e.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		for _, j := range batch {
-			j.err <- err
-		}
-		return
-	}
-	single := len(batch) == 1
+	live := make([]int, 0, len(batch))
 	for i, j := range batch {
 		if err := j.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if single {
-			results[i] = j.run(detached{e.conn})
-			continue
-		}
-		if _, err := e.conn.ExecContext(ctx, "SAVEPOINT job"); err != nil {
-			results[i] = err
-			continue
-		}
-		if err := j.run(detached{e.conn}); err != nil {
-			results[i] = err
-			if _, rerr := e.conn.ExecContext(ctx, "ROLLBACK TO job"); rerr != nil {
-				e.abort(ctx, batch, rerr)
-				return
+		live = append(live, i)
+	}
+	committed := 0
+	if len(live) > 0 {
+		failed, err := e.pass(ctx, batch, live, results, false)
+		if err == nil && failed >= 0 {
+			rest := make([]int, 0, len(live)-1)
+			for _, i := range live {
+				if i != failed {
+					rest = append(rest, i)
+				}
 			}
+			if len(rest) > 0 {
+				_, err = e.pass(ctx, batch, rest, results, true)
+			}
+			live = rest
 		}
-		if _, err := e.conn.ExecContext(ctx, "RELEASE job"); err != nil {
-			e.abort(ctx, batch, err)
-			return
+		if err != nil {
+			for _, i := range live {
+				results[i] = err
+			}
+		} else {
+			committed = len(live)
 		}
 	}
-	if single && results[0] != nil {
-		_, _ = e.conn.ExecContext(ctx, "ROLLBACK")
-		batch[0].err <- results[0]
-		return
-	}
-	if _, err := e.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		e.abort(ctx, batch, err)
-		return
-	}
-	if e.opts.OnCommit != nil {
+	// The batch size is every job that shared the commit, failed ones too.
+	if committed > 0 && e.opts.OnCommit != nil {
 		e.opts.OnCommit(len(batch), time.Since(start))
 	}
 	for i, j := range batch {
@@ -280,23 +278,46 @@ func (e *Engine) commit(ctx context.Context, batch []*job) {
 	}
 }
 
-// detached runs a job's statements without its context's cancellation.
-// SQLite answers an interrupted statement inside a transaction by rolling
-// back the whole transaction, which would fail every job in the batch; so a
-// job's context is checked before it runs (commit), and once running it
-// runs to the end.
-type detached struct{ c *sql.Conn }
-
-func (d detached) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return d.c.ExecContext(context.WithoutCancel(ctx), query, args...)
-}
-
-func (d detached) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return d.c.QueryContext(context.WithoutCancel(ctx), query, args...)
-}
-
-func (d detached) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return d.c.QueryRowContext(context.WithoutCancel(ctx), query, args...)
+// pass runs the jobs idx of batch in one transaction. Without savepoints
+// the first failing job rolls everything back and its index is returned
+// (its error in results); with savepoints a failing job's work alone is
+// undone. A non-nil error means the transaction itself failed.
+func (e *Engine) pass(ctx context.Context, batch []*job, idx []int, results []error, savepoints bool) (int, error) {
+	q := e.wq
+	if _, err := q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return -1, err
+	}
+	fail := func(err error) (int, error) {
+		_, _ = q.ExecContext(ctx, "ROLLBACK")
+		return -1, err
+	}
+	for _, i := range idx {
+		j := batch[i]
+		if !savepoints {
+			if err := j.run(q); err != nil {
+				results[i] = err
+				_, _ = q.ExecContext(ctx, "ROLLBACK")
+				return i, nil
+			}
+			continue
+		}
+		if _, err := q.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			return fail(err)
+		}
+		if err := j.run(q); err != nil {
+			results[i] = err
+			if _, err := q.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+				return fail(err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, "RELEASE job"); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := q.ExecContext(ctx, "COMMIT"); err != nil {
+		return fail(err)
+	}
+	return -1, nil
 }
 
 // run calls the job's function, turning a panic into an error so one bad
@@ -310,17 +331,12 @@ func (j *job) run(q store.Querier) (err error) {
 	return j.fn(q)
 }
 
-func (e *Engine) abort(ctx context.Context, batch []*job, err error) {
-	_, _ = e.conn.ExecContext(ctx, "ROLLBACK")
-	for _, j := range batch {
-		j.err <- err
-	}
-}
-
 // Close stops the writer after the queued writes and closes the pools.
 func (e *Engine) Close() error {
 	e.stop()
 	<-e.done
+	e.wq.cache.close()
+	e.rq.cache.close()
 	err := e.conn.Close()
 	if cerr := e.write.Close(); err == nil {
 		err = cerr
