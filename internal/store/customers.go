@@ -104,19 +104,79 @@ func attachSources(ctx context.Context, q Querier, cs []customer.Customer) error
 	return rows.Err()
 }
 
+// customerWithSources reads one customer and its active sources in a single
+// query: a GET is one statement, not two.
+var customerWithSources = `SELECT ` + prefixCols("c.", customerCols) + `,
+ COALESCE(ps.id, ''), COALESCE(ps.customer_id, ''), COALESCE(ps.account_id, ''), COALESCE(ps.vault_token, ''), COALESCE(ps.status, ''),
+ COALESCE(ps.gateway_id, ''), COALESCE(g.name, ''), COALESCE(g.type, ''), COALESCE(g.mode, ''), COALESCE(ps.ref_token, ''),
+ COALESCE(ps.gateway_ref, ''), COALESCE(ps.address_line1, ''), COALESCE(ps.address_line2, ''), COALESCE(ps.address_line3, ''),
+ COALESCE(ps.address_city, ''), COALESCE(ps.address_state, ''), COALESCE(ps.address_postcode, ''), COALESCE(ps.address_country, ''),
+ COALESCE(ps.created_at, 0), COALESCE(ps.updated_at, 0), COALESCE(v.card_name, ''), COALESCE(v.card_scheme, ''), COALESCE(v.card_bin, ''),
+ COALESCE(v.card_last4, ''), COALESCE(v.card_fingerprint, ''), COALESCE(v.expire_month, 0), COALESCE(v.expire_year, 0)
+ FROM customers c
+ LEFT JOIN payment_sources ps ON ps.customer_id = c.id AND ps.status = 'active'
+ LEFT JOIN vault_records v ON v.token = ps.vault_token
+ LEFT JOIN gateways g ON g.id = ps.gateway_id
+ WHERE c.id = $1 AND c.account_id = $2
+ ORDER BY ps.created_at, ps.id`
+
+// prefixCols qualifies a column list with a table alias.
+func prefixCols(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = alias + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func getCustomer(ctx context.Context, q Querier, account, id string) (customer.Customer, error) {
-	c, err := scanCustomer(q.QueryRowContext(ctx, `SELECT `+customerCols+` FROM customers WHERE id = $1 AND account_id = $2`, id, account))
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, notFound("store.GetCustomer")
-	}
+	rows, err := q.QueryContext(ctx, customerWithSources, id, account)
 	if err != nil {
-		return c, err
+		return customer.Customer{}, err
 	}
-	cs := []customer.Customer{c}
-	if err := attachSources(ctx, q, cs); err != nil {
-		return c, err
+	defer rows.Close()
+	var c customer.Customer
+	found := false
+	for rows.Next() {
+		var cu customer.Customer
+		var src customer.Source
+		var meta sql.NullString
+		var arch int
+		var created, updated, sCreated, sUpdated int64
+		t, a, v := &cu.Text, &src.Address, &src.Card
+		if err := rows.Scan(&cu.ID, &cu.AccountID, &arch, &t.FirstName, &t.LastName, &t.Email, &t.Phone, &t.Reference, &t.Description,
+			&t.CompanyName, &meta, &cu.DefaultSource, &cu.Successful, &cu.Collected, &created, &updated,
+			&src.ID, &src.CustomerID, &src.AccountID, &src.VaultToken, &src.Status, &src.GatewayID, &src.GatewayName, &src.GatewayType,
+			&src.GatewayMode, &src.RefToken, &src.GatewayRef, &a.Line1, &a.Line2, &a.Line3, &a.City, &a.State, &a.Postcode, &a.Country,
+			&sCreated, &sUpdated, &v.CardName, &v.Scheme, &v.BIN, &v.Last4, &v.Fingerprint, &v.ExpMonth, &v.ExpYear); err != nil {
+			return customer.Customer{}, err
+		}
+		if !found {
+			found = true
+			c = cu
+			c.Archived = arch == 1
+			c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
+			if meta.Valid && meta.String != "" {
+				dec := json.NewDecoder(strings.NewReader(meta.String))
+				dec.UseNumber()
+				if err := dec.Decode(&c.Meta); err != nil {
+					return customer.Customer{}, err
+				}
+			}
+		}
+		if src.ID != "" {
+			src.CreatedAt, src.UpdatedAt = fromMS(sCreated), fromMS(sUpdated)
+			v.Token = src.VaultToken
+			c.Sources = append(c.Sources, src)
+		}
 	}
-	return cs[0], nil
+	if err := rows.Err(); err != nil {
+		return customer.Customer{}, err
+	}
+	if !found {
+		return customer.Customer{}, notFound("store.GetCustomer")
+	}
+	return c, nil
 }
 
 func bumpCount(ctx context.Context, q Querier, account string, archived bool, delta int) error {
