@@ -67,7 +67,7 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c.account = a
-		ri.log = ri.log.With("account", a.ID)
+		ri.account = a.ID
 	}
 	// 3. path parameters: shape, then existence.
 	for _, name := range pathParams(rt.pattern) {
@@ -183,10 +183,10 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	ctx := context.WithoutCancel(c.ctx)
 	if storable(res.err) {
 		if err := s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, res.status, res.body); err != nil {
-			info(c.ctx).log.Error("idempotency record not stored", "err", err)
+			info(c.ctx).log().Error("idempotency record not stored", "err", err)
 		}
 	} else if err := s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key); err != nil {
-		info(c.ctx).log.Error("idempotency key not released", "err", err)
+		info(c.ctx).log().Error("idempotency key not released", "err", err)
 	}
 	writeJSON(w, res.status, res.body)
 }

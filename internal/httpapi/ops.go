@@ -13,7 +13,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.Health(ctx); err != nil {
-			info(r.Context()).log.Warn("health check failed", "err", err)
+			info(r.Context()).log().Warn("health check failed", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"unavailable"}`+"\n"))
 			return
 		}

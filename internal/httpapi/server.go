@@ -87,19 +87,32 @@ type ctxKey int
 
 const reqInfoKey ctxKey = 1
 
-// reqInfo travels with a request: its id, logger and, once known, the
-// error kind it ended with.
+// reqInfo travels with a request: its id, its account once known, and
+// the route it matched. Its logger is built only when something is logged.
 type reqInfo struct {
-	id    string
-	log   *slog.Logger
-	route string
+	id      string
+	account string
+	route   string
+	base    *slog.Logger
+	l       *slog.Logger
+}
+
+// log returns the request's logger, carrying its request id (and account).
+func (ri *reqInfo) log() *slog.Logger {
+	if ri.l == nil {
+		ri.l = ri.base.With("request_id", ri.id)
+		if ri.account != "" {
+			ri.l = ri.l.With("account", ri.account)
+		}
+	}
+	return ri.l
 }
 
 func info(ctx context.Context) *reqInfo {
 	if ri, ok := ctx.Value(reqInfoKey).(*reqInfo); ok {
 		return ri
 	}
-	return &reqInfo{id: "-", log: slog.Default()}
+	return &reqInfo{id: "-", base: slog.Default()}
 }
 
 func requestID(h string) string {
@@ -123,7 +136,7 @@ func requestID(h string) string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id"))}
-	ri.log = s.Log.With("request_id", ri.id)
+	ri.base = s.Log
 	ctx := context.WithValue(r.Context(), reqInfoKey, ri)
 	r = r.WithContext(ctx)
 	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
@@ -135,7 +148,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", ri.id)
 	defer func() {
 		if p := recover(); p != nil {
-			ri.log.Error("panic", "method", r.Method, "route", ri.route, "panic", redactPanic(p))
+			ri.log().Error("panic", "method", r.Method, "route", ri.route, "panic", redactPanic(p))
 			if !rec.wrote {
 				s.writeError(w, r, &errs.Error{Kind: errs.Internal}, resourceTypeFor(r.URL.Path), nil)
 			}
@@ -148,7 +161,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.Metrics != nil {
 			s.Metrics.observe(r.Method, route, rec.status, d)
 		}
-		ri.log.Debug("request", "method", r.Method, "route", route, "status", rec.status, "duration_ms", float64(d.Microseconds())/1000)
+		if s.Log.Enabled(ctx, slog.LevelDebug) {
+			ri.log().Debug("request", "method", r.Method, "route", route, "status", rec.status, "duration_ms", float64(d.Microseconds())/1000)
+		}
 	}()
 	if path.Clean(r.URL.Path) != r.URL.Path {
 		// ServeMux would answer an HTML redirect; paths are exact (spec §1.1).
@@ -213,9 +228,9 @@ func (s *Server) renderError(r *http.Request, err error, rtype string, data any)
 	switch {
 	case status == http.StatusServiceUnavailable:
 		// The store is unreachable, or the client went away mid-request.
-		ri.log.Warn("request not served", "method", r.Method, "route", ri.route, "status", status, "err", err)
+		ri.log().Warn("request not served", "method", r.Method, "route", ri.route, "status", status, "err", err)
 	case status >= 500:
-		ri.log.Error("request failed", "method", r.Method, "route", ri.route, "status", status, "err", err)
+		ri.log().Error("request failed", "method", r.Method, "route", ri.route, "status", status, "err", err)
 	}
 	return status, encode(env)
 }
