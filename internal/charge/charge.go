@@ -118,6 +118,11 @@ type Store interface {
 	// writes the charge and its transactions, and applies the statistics fn
 	// returns; fn's error aborts.
 	UpdateCharge(ctx context.Context, account, id string, fn func(c *Charge) (*Stats, error)) (Charge, error)
+	// SettleTxn stores the outcome settleCharge applied to c's transaction
+	// txnID, provided that transaction is still inprogress in the store (a
+	// conditional update, no read); false when the reconciler settled it
+	// first, and nothing was written.
+	SettleTxn(ctx context.Context, c *Charge, txnID string, st *Stats) (bool, error)
 	ListCharges(ctx context.Context, account string, f Filter, p page.Params) ([]Charge, int, error)
 	// DueForReconcile claims up to limit charges with a transaction whose
 	// NextAttemptAt has passed, pushing it to lease so another node does not

@@ -413,13 +413,15 @@ func (s *Service) Create(ctx context.Context, account string, in Input) (Charge,
 	}
 	ext, callErr := conn.Charge(ctx, gateway.ChargeRequest{Gateway: src.gw, Key: key, TxnID: txn.ID, ChargeID: c.ID, Amount: p.amount,
 		Currency: p.cur.Code, Capture: p.capture, Card: src.card, RefToken: src.refToken, GatewayRef: src.gwRef, Description: in.Description})
-	return s.settle(context.WithoutCancel(ctx), account, c.ID, txn.ID, ext, callErr)
+	return s.settle(context.WithoutCancel(ctx), c, txn.ID, ext, callErr)
 }
 
-// settle records the outcome of a sale or authorisation call.
-func (s *Service) settle(ctx context.Context, account, chargeID, txnID, ext string, callErr error) (Charge, error) {
+// settle records the outcome of c's sale or authorisation call. c is the
+// charge as just written: the outcome is applied to it in memory and
+// stored by a conditional update, unless the reconciler got there first.
+func (s *Service) settle(ctx context.Context, c Charge, txnID, ext string, callErr error) (Charge, error) {
 	if errors.Is(callErr, gateway.ErrUnknownOutcome) {
-		return s.store.GetCharge(ctx, account, chargeID)
+		return c, nil
 	}
 	var decline *errs.Decline
 	if callErr != nil {
@@ -427,16 +429,19 @@ func (s *Service) settle(ctx context.Context, account, chargeID, txnID, ext stri
 		if !errors.As(callErr, &e) || e.Decline == nil {
 			// A failure before the gateway acted (e.g. a bad connection)
 			// is still unknown to us: leave it to the reconciler.
-			return s.store.GetCharge(ctx, account, chargeID)
+			return c, nil
 		}
 		decline = e.Decline
 	}
-	now := s.stamp()
-	c, err := s.store.UpdateCharge(ctx, account, chargeID, func(c *Charge) (*Stats, error) {
-		return c.settleCharge(txnID, ext, decline, now), nil
-	})
+	st := c.settleCharge(txnID, ext, decline, s.stamp())
+	ok, err := s.store.SettleTxn(ctx, &c, txnID, st)
 	if err != nil {
 		return Charge{}, errs.Wrap("charge.settle", err)
+	}
+	if !ok {
+		if c, err = s.store.GetCharge(ctx, c.AccountID, c.ID); err != nil {
+			return Charge{}, errs.Wrap("charge.settle", err)
+		}
 	}
 	if decline != nil {
 		return c, &errs.Error{Kind: errs.Declined, Op: "charge", Decline: decline}

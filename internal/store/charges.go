@@ -326,13 +326,18 @@ func (s *Store) DueForReconcile(ctx context.Context, now, lease time.Time, limit
 func (s *Store) RecordLedger(ctx context.Context, e simulator.Entry) (simulator.Entry, error) {
 	var out simulator.Entry
 	err := s.eng.Write(ctx, func(q Querier) error {
-		if _, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
+		res, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (txn_id) DO NOTHING`,
-			e.TxnID, e.AccountID, e.Kind, e.Amount, e.Currency, e.ExternalID, b2i(e.Succeeded), e.DeclineCode, ms(e.CreatedAt)); err != nil {
+			e.TxnID, e.AccountID, e.Kind, e.Amount, e.Currency, e.ExternalID, b2i(e.Succeeded), e.DeclineCode, ms(e.CreatedAt))
+		if err != nil {
 			return err
 		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			out = e // ours is the entry: nothing to read back
+			out.CreatedAt = fromMS(ms(e.CreatedAt))
+			return nil
+		}
 		var ok bool
-		var err error
 		out, ok, err = lookupLedger(ctx, q, e.AccountID, e.TxnID)
 		if err == nil && !ok {
 			err = errors.New("ledger entry vanished")
@@ -367,4 +372,55 @@ func (s *Store) CountChargesInProgress(ctx context.Context) (int, error) {
 	var n int
 	err := s.eng.Reader().QueryRowContext(ctx, `SELECT count(*) FROM charges WHERE status = 'inprogress'`).Scan(&n)
 	return n, s.wrap("store.CountChargesInProgress", err)
+}
+
+// SettleTxn implements charge.Store: the transaction's outcome and the
+// charge's new state, conditional on the transaction still being inprogress.
+func (s *Store) SettleTxn(ctx context.Context, c *charge.Charge, txnID string, st *charge.Stats) (bool, error) {
+	var t *charge.Txn
+	for i := range c.Transactions {
+		if c.Transactions[i].ID == txnID {
+			t = &c.Transactions[i]
+		}
+	}
+	if t == nil {
+		return false, errs.Wrap("store.SettleTxn", errors.New("no such transaction on the charge"))
+	}
+	var decline any
+	if t.Decline != nil {
+		b, err := json.Marshal(t.Decline)
+		if err != nil {
+			return false, errs.Wrap("store.SettleTxn", err)
+		}
+		decline = string(b)
+	}
+	var next int64
+	if !t.NextAttemptAt.IsZero() {
+		next = ms(t.NextAttemptAt)
+	}
+	var ok bool
+	err := s.eng.Write(ctx, func(q Querier) error {
+		ok = false
+		res, err := q.ExecContext(ctx, `UPDATE charge_transactions SET status = $1, external_id = $2, decline = $3, next_attempt_at = $4, updated_at = $5
+			WHERE id = $6 AND charge_id = $7 AND status = 'inprogress'`, t.Status, t.ExternalID, decline, next, ms(t.UpdatedAt), t.ID, c.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, `UPDATE charges SET status = $1, external_id = $2, captured = $3, refunded = $4, updated_at = $5
+			WHERE id = $6 AND account_id = $7`, c.Status, c.ExternalID, c.Captured, c.Refunded, ms(c.UpdatedAt), c.ID, c.AccountID); err != nil {
+			return err
+		}
+		if st != nil {
+			if _, err := q.ExecContext(ctx, `UPDATE customers SET successful_transactions = successful_transactions + $1,
+				total_collected_amount = total_collected_amount + $2 WHERE id = $3 AND account_id = $4`, st.Count, st.Collected, st.CustomerID, c.AccountID); err != nil {
+				return err
+			}
+		}
+		ok = true
+		return nil
+	})
+	return ok, s.wrap("store.SettleTxn", err)
 }
