@@ -18,34 +18,53 @@ import (
 // result is one run's figure; the text line and the -json object carry the
 // same fields.
 type result struct {
-	Scenario        string   `json:"scenario"`
-	Concurrency     int      `json:"c"`
-	Duration        string   `json:"duration"`
-	DurationSeconds float64  `json:"duration_seconds"` // measured window actually run
-	Warmup          string   `json:"warmup"`
-	Rate            float64  `json:"rate"` // 0 = closed loop
-	Requests        int64    `json:"requests"`
-	Errors          int64    `json:"errors"`
-	Dropped         int64    `json:"dropped"` // open loop: arrivals skipped, all workers busy
-	RPS             float64  `json:"rps"`
-	P50ms           float64  `json:"p50_ms"`
-	P90ms           float64  `json:"p90_ms"`
-	P99ms           float64  `json:"p99_ms"`
-	MaxMs           float64  `json:"max_ms"`
-	ErrorSamples    []string `json:"error_samples,omitempty"`
+	Scenario        string  `json:"scenario"`
+	Concurrency     int     `json:"c"`
+	Duration        string  `json:"duration"`
+	DurationSeconds float64 `json:"duration_seconds"` // measured window actually run
+	Warmup          string  `json:"warmup"`
+	Rate            float64 `json:"rate"` // 0 = closed loop
+	Requests        int64   `json:"requests"`
+	Errors          int64   `json:"errors"`
+	Dropped         int64   `json:"dropped"` // open loop: arrivals skipped, all workers busy
+	// Unfinished counts requests still unanswered when the run ended (not
+	// in requests): when requests is 0 and this is not, one request takes
+	// longer than the whole run.
+	Unfinished   int64    `json:"unfinished"`
+	RPS          float64  `json:"rps"`
+	P50ms        float64  `json:"p50_ms"`
+	P90ms        float64  `json:"p90_ms"`
+	P99ms        float64  `json:"p99_ms"`
+	MaxMs        float64  `json:"max_ms"`
+	ErrorSamples []string `json:"error_samples,omitempty"`
+	Dir          string   `json:"dir,omitempty"` // -scenario fsync: where the temp file was
 }
 
 func (r result) text() string {
+	if r.Scenario == "fsync" {
+		return fmt.Sprintf("scenario=fsync dir=%s duration=%s fsyncs=%d fsyncs/s=%.1f p50=%.3fms p90=%.3fms p99=%.3fms max=%.3fms",
+			r.Dir, r.Duration, r.Requests, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.MaxMs)
+	}
 	s := fmt.Sprintf("scenario=%s c=%d duration=%s requests=%d errors=%d rps=%.1f p50=%.3fms p90=%.3fms p99=%.3fms max=%.3fms",
 		r.Scenario, r.Concurrency, r.Duration, r.Requests, r.Errors, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.MaxMs)
 	if r.Rate > 0 {
 		s += fmt.Sprintf(" rate=%g dropped=%d", r.Rate, r.Dropped)
+	}
+	if r.Unfinished > 0 {
+		s += fmt.Sprintf(" unfinished=%d", r.Unfinished)
 	}
 	return s
 }
 
 // execute does setup and the timed run. On failure it returns the exit code.
 func execute(ctx context.Context, cfg config, stderr io.Writer) (result, int, error) {
+	if cfg.scenario == "fsync" {
+		res, err := measureFsync(ctx, cfg)
+		if err != nil {
+			return result{}, 1, err
+		}
+		return res, 0, nil
+	}
 	base := cfg.url
 	if cfg.scenario == "bare" {
 		bs, err := startBare()
@@ -91,6 +110,7 @@ func execute(ctx context.Context, cfg config, stderr io.Writer) (result, int, er
 type worker struct {
 	lat      []time.Duration
 	requests int64
+	cut      int64 // unfinished at the end of the window
 	errors   int64
 	samples  []errSample
 	idBuf    []byte
@@ -142,7 +162,11 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		if tgt.body != nil {
 			body = tgt.body(w.idBuf)
 		}
-		req, err := newRequest(ctx, tgt.method, tgt.url, body, cfg.key)
+		url := tgt.url
+		if tgt.urlFor != nil {
+			url = tgt.urlFor()
+		}
+		req, err := newRequest(ctx, tgt.method, url, body, cfg.key)
 		if err != nil {
 			w.fail("request: " + err.Error())
 			return
@@ -150,6 +174,7 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		resp, err := hc.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
+				w.cut++
 				return // cut off by the end of the run: not a server error
 			}
 			if !start.Before(measureStart) {
@@ -170,6 +195,7 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		resp.Body.Close()
 		elapsed := time.Since(start)
 		if err != nil && ctx.Err() != nil {
+			w.cut++
 			return
 		}
 		if start.Before(measureStart) {
@@ -281,6 +307,7 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		all = append(all, w.lat...)
 		res.Requests += w.requests
 		res.Errors += w.errors
+		res.Unfinished += w.cut
 		samples = mergeSamples(samples, w.samples)
 	}
 	slices.Sort(all)

@@ -2,6 +2,12 @@
 // server over HTTP for a bounded time and reports throughput and latency:
 // requests, errors, req/s, p50, p90, p99 and max.
 //
+// The "fsync" scenario needs no server: it writes 4 KiB + fsync in a loop in
+// a temp file under -dir and reports the disk's fsyncs/s.
+//
+// -seed N bulk-loads N customers straight into a stopped server's embedded
+// store (-data-dir), for the million-customer list measurements (seed.go).
+//
 // The "bare" scenario starts an in-process HTTP server that only decodes the
 // JSON body and answers a fixed-shape envelope, giving the bare-HTTP baseline
 // the real scenarios are compared to on the same machine.
@@ -41,6 +47,12 @@ type config struct {
 	path     string
 	gateway  string
 	json     bool
+	dir      string // -scenario fsync
+
+	seed       int    // -seed N: bulk-load N customers instead of a load run
+	dataDir    string // -seed: the stopped server's data dir
+	vaultToken string // -seed: link every payment source to this vault record
+	batch      int    // -seed: rows per transaction
 }
 
 func main() {
@@ -58,6 +70,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "switchyard-load:", err)
 		}
 		return 2
+	}
+	if cfg.seed > 0 {
+		return runSeed(ctx, cfg, stdout, stderr)
 	}
 
 	res, code, err := execute(ctx, cfg, stderr)
@@ -92,14 +107,22 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.rate, "rate", 0, "0 = closed loop at -c; >0 = open-loop arrivals per second, -c workers cap")
 	fs.DurationVar(&cfg.warmup, "warmup", 1*time.Second, "warmup before measuring, not counted (max 1m)")
 	fs.StringVar(&cfg.scenario, "scenario", "gateway-create", "one of: "+strings.Join(scenarioNames(), ", "))
-	fs.StringVar(&cfg.path, "path", "", "request path for -scenario get, e.g. /v1/gateways")
+	fs.StringVar(&cfg.path, "path", "", "request path for -scenario get, e.g. /v1/gateways; {rand:N} becomes a random integer in [0,N) per request")
 	fs.StringVar(&cfg.gateway, "gateway", "", "gateway_id for -scenario customer-create-card")
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON result object instead of text")
+	fs.StringVar(&cfg.dir, "dir", "", "directory for -scenario fsync's temp file (use the data dir's filesystem)")
+	fs.IntVar(&cfg.seed, "seed", 0, "bulk-load N customers into the stopped server's store at -data-dir (needs -key), then exit")
+	fs.StringVar(&cfg.dataDir, "data-dir", "", "-seed: the server's data directory (holding switchyard.db)")
+	fs.StringVar(&cfg.vaultToken, "vault-token", "", "-seed: vault token every payment source links to (default: one made with -url, else the account's newest)")
+	fs.IntVar(&cfg.batch, "batch", 10000, "-seed: customers per transaction")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if cfg.seed != 0 {
+		return cfg, checkSeedFlags(&cfg)
 	}
 
 	switch {
@@ -122,6 +145,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if _, ok := scenarios[cfg.scenario]; !ok {
 		return cfg, fmt.Errorf("unknown -scenario %q (want one of: %s)", cfg.scenario, strings.Join(scenarioNames(), ", "))
 	}
+	if cfg.scenario == "fsync" {
+		if cfg.dir == "" {
+			return cfg, errors.New("-dir is required for -scenario fsync")
+		}
+		if st, err := os.Stat(cfg.dir); err != nil || !st.IsDir() {
+			return cfg, fmt.Errorf("-dir %q is not a directory", cfg.dir)
+		}
+		return cfg, nil
+	}
 	if cfg.scenario != "bare" {
 		u, err := url.Parse(cfg.url)
 		if cfg.url == "" {
@@ -139,6 +171,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		if !strings.HasPrefix(cfg.path, "/") {
 			cfg.path = "/" + cfg.path
+		}
+		if err := checkPathTemplate(cfg.path); err != nil {
+			return cfg, err
 		}
 	case "customer-create-card":
 		if cfg.gateway == "" {

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -19,6 +22,9 @@ type target struct {
 	url    string
 	expect int
 	body   func(id []byte) []byte // nil: no body
+	// urlFor, when set, builds each request's URL (a -path template with
+	// {rand:N}); url is then only its description.
+	urlFor func() string
 }
 
 // scenarioFunc does any pre-run setup against base (the server's base URL)
@@ -31,8 +37,10 @@ var scenarios = map[string]scenarioFunc{
 	"customer-create-card":  customerCreateCard,
 	"customer-create-vault": customerCreateVault,
 	"customer-get":          customerGet,
+	"charge-customer":       chargeCustomer,
 	"get":                   genericGet,
 	"bare":                  gatewayCreate, // same request, against the in-process bare server
+	"fsync":                 nil,           // no server: the disk's fsync rate (fsync.go)
 }
 
 func scenarioNames() []string {
@@ -102,24 +110,102 @@ func customerCreateVault(ctx context.Context, s *setupper, _ config, base string
 }
 
 func customerGet(ctx context.Context, s *setupper, _ config, base string) (target, error) {
-	token, err := s.vaultToken(ctx, base)
+	id, err := customerCreateVault4(ctx, s, base)
 	if err != nil {
 		return target{}, err
+	}
+	return target{method: http.MethodGet, url: base + "/v1/customers/" + id, expect: http.StatusOK}, nil
+}
+
+func customerCreateVault4(ctx context.Context, s *setupper, base string) (string, error) {
+	token, err := s.vaultToken(ctx, base)
+	if err != nil {
+		return "", err
 	}
 	var data struct {
 		ID string `json:"_id"`
 	}
 	if err := s.do(ctx, http.MethodPost, base+"/v1/customers", vaultCustomerBody(token), http.StatusCreated, &data); err != nil {
-		return target{}, err
+		return "", err
 	}
 	if data.ID == "" {
-		return target{}, setupError{"customer create response has no resource.data._id"}
+		return "", setupError{"customer create response has no resource.data._id"}
 	}
-	return target{method: http.MethodGet, url: base + "/v1/customers/" + data.ID, expect: http.StatusOK}, nil
+	return data.ID, nil
+}
+
+// chargeCustomer charges one flow-4 customer (vault token, no gateway) by
+// customer_id on the account's default gateway.
+func chargeCustomer(ctx context.Context, s *setupper, _ config, base string) (target, error) {
+	id, err := customerCreateVault4(ctx, s, base)
+	if err != nil {
+		return target{}, err
+	}
+	cid, _ := json.Marshal(id)
+	body := []byte(`{"amount":"10.00","currency":"AUD","customer_id":` + string(cid) + `}`)
+	return target{
+		method: http.MethodPost, url: base + "/v1/charges", expect: http.StatusCreated,
+		body: func([]byte) []byte { return bytes.Clone(body) },
+	}, nil
 }
 
 func genericGet(_ context.Context, _ *setupper, cfg config, base string) (target, error) {
-	return target{method: http.MethodGet, url: base + cfg.path, expect: http.StatusOK}, nil
+	t := target{method: http.MethodGet, url: base + cfg.path, expect: http.StatusOK}
+	if tpl := parsePathTemplate(cfg.path); tpl != nil {
+		t.urlFor = func() string { return base + tpl.expand() }
+	}
+	return t, nil
+}
+
+// pathTemplate is a -path with {rand:N} placeholders, each replaced per
+// request by a uniformly random integer in [0, N).
+type pathTemplate struct {
+	parts  []string // literal text; between parts[i] and parts[i+1] comes a number below bounds[i]
+	bounds []int
+}
+
+var randPlaceholder = regexp.MustCompile(`\{rand:([0-9]+)\}`)
+
+// parsePathTemplate returns nil when path has no placeholder.
+func parsePathTemplate(path string) *pathTemplate {
+	ms := randPlaceholder.FindAllStringSubmatchIndex(path, -1)
+	if len(ms) == 0 {
+		return nil
+	}
+	t := &pathTemplate{}
+	prev := 0
+	for _, m := range ms {
+		n, err := strconv.Atoi(path[m[2]:m[3]])
+		if err != nil || n < 1 {
+			return nil // rejected by checkPathTemplate before this is reached
+		}
+		t.parts = append(t.parts, path[prev:m[0]])
+		t.bounds = append(t.bounds, n)
+		prev = m[1]
+	}
+	t.parts = append(t.parts, path[prev:])
+	return t
+}
+
+// checkPathTemplate validates every {rand:N} in path.
+func checkPathTemplate(path string) error {
+	for _, m := range randPlaceholder.FindAllStringSubmatch(path, -1) {
+		if n, err := strconv.Atoi(m[1]); err != nil || n < 1 {
+			return fmt.Errorf("-path: %s needs 1 <= N <= %d", m[0], math.MaxInt)
+		}
+	}
+	return nil
+}
+
+func (t *pathTemplate) expand() string {
+	b := make([]byte, 0, 64)
+	for i, p := range t.parts {
+		b = append(b, p...)
+		if i < len(t.bounds) {
+			b = strconv.AppendInt(b, int64(rand.IntN(t.bounds[i])), 10)
+		}
+	}
+	return string(b)
 }
 
 // setupper performs the untimed requests before a run.

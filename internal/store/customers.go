@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,9 +180,26 @@ func getCustomer(ctx context.Context, q Querier, account, id string) (customer.C
 	return c, nil
 }
 
-func bumpCount(ctx context.Context, q Querier, account string, archived bool, delta int) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO customer_counts (account_id, archived, n) VALUES ($1, $2, $3)
-		ON CONFLICT (account_id, archived) DO UPDATE SET n = customer_counts.n + excluded.n`, account, b2i(archived), delta)
+// countShards spreads an account's customer totals over rows, so that
+// concurrent creates do not all update one row (on PostgreSQL they would
+// fail each other's serializable transactions).
+const countShards = 256
+
+// countShard is the shard of a customer: its id's first byte.
+func countShard(id string) int {
+	if len(id) < 2 {
+		return 0
+	}
+	v, err := strconv.ParseUint(id[:2], 16, 8)
+	if err != nil {
+		return 0
+	}
+	return int(v) % countShards
+}
+
+func bumpCount(ctx context.Context, q Querier, account, customerID string, archived bool, delta int) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO customer_counts (account_id, archived, shard, n) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (account_id, archived, shard) DO UPDATE SET n = customer_counts.n + excluded.n`, account, b2i(archived), countShard(customerID), delta)
 	return err
 }
 
@@ -209,7 +227,7 @@ func (s *Store) CreateCustomer(ctx context.Context, c *customer.Customer, src cu
 		if err := insertSource(ctx, q, src); err != nil {
 			return err
 		}
-		return bumpCount(ctx, q, c.AccountID, false, 1)
+		return bumpCount(ctx, q, c.AccountID, c.ID, false, 1)
 	})
 	return s.wrap("store.CreateCustomer", err)
 }
@@ -258,10 +276,10 @@ func (s *Store) UpdateCustomer(ctx context.Context, account, id string, fn func(
 			return err
 		}
 		if c.Archived != wasArchived {
-			if err := bumpCount(ctx, q, account, wasArchived, -1); err != nil {
+			if err := bumpCount(ctx, q, account, id, wasArchived, -1); err != nil {
 				return err
 			}
-			if err := bumpCount(ctx, q, account, c.Archived, 1); err != nil {
+			if err := bumpCount(ctx, q, account, id, c.Archived, 1); err != nil {
 				return err
 			}
 		}
