@@ -20,7 +20,7 @@ const chargeCols = `id, account_id, customer_id, source_id, gateway_id, external
 
 const txnCols = `id, charge_id, seq, type, status, amount, external_id, decline, attempts, next_attempt_at, created_at, updated_at`
 
-func scanCharge(row interface{ Scan(...any) error }) (charge.Charge, error) {
+func scanCharge(row scanner) (charge.Charge, error) {
 	var c charge.Charge
 	var cur string
 	var meta sql.NullString
@@ -49,7 +49,7 @@ func scanCharge(row interface{ Scan(...any) error }) (charge.Charge, error) {
 	return c, nil
 }
 
-func scanTxn(row interface{ Scan(...any) error }) (charge.Txn, string, error) {
+func scanTxn(row scanner) (charge.Txn, string, error) {
 	var t charge.Txn
 	var chargeID string
 	var seq int
@@ -238,22 +238,10 @@ func (s *Store) ListCharges(ctx context.Context, account string, f charge.Filter
 	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM charges WHERE `+cond, args...).Scan(&n); err != nil {
 		return nil, 0, s.wrap("store.ListCharges", err)
 	}
-	args = append(args, p.Limit, p.Skip)
-	rows, err := r.QueryContext(ctx, `SELECT `+chargeCols+` FROM charges WHERE `+cond+` ORDER BY `+orderBy(chargeSort, p)+
-		` LIMIT $`+itoa(len(args)-1)+` OFFSET $`+itoa(len(args)), args...)
+	out, err := queryPage(ctx, r, chargeCols, "charges", cond, orderBy(chargeSort, p), args, p, scanCharge)
 	if err != nil {
 		return nil, 0, s.wrap("store.ListCharges", err)
 	}
-	out := []charge.Charge{}
-	for rows.Next() {
-		c, err := scanCharge(rows)
-		if err != nil {
-			rows.Close()
-			return nil, 0, s.wrap("store.ListCharges", err)
-		}
-		out = append(out, c)
-	}
-	rows.Close()
 	if err := attachTxns(ctx, r, out); err != nil {
 		return nil, 0, s.wrap("store.ListCharges", err)
 	}

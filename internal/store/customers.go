@@ -18,7 +18,7 @@ import (
 const customerCols = `id, account_id, archived, first_name, last_name, email, phone, reference, description, company_name,
  meta, default_source, successful_transactions, total_collected_amount, created_at, updated_at`
 
-func scanCustomer(row interface{ Scan(...any) error }) (customer.Customer, error) {
+func scanCustomer(row scanner) (customer.Customer, error) {
 	var c customer.Customer
 	var arch int
 	var meta sql.NullString
@@ -61,7 +61,7 @@ const sourceCols = `ps.id, ps.customer_id, ps.account_id, ps.vault_token, ps.sta
 
 const sourceFrom = ` FROM payment_sources ps JOIN vault_records v ON v.token = ps.vault_token LEFT JOIN gateways g ON g.id = ps.gateway_id`
 
-func scanSource(row interface{ Scan(...any) error }) (customer.Source, error) {
+func scanSource(row scanner) (customer.Source, error) {
 	var s customer.Source
 	var created, updated int64
 	a := &s.Address
@@ -406,23 +406,8 @@ func (s *Store) ListCustomers(ctx context.Context, account string, f customer.Fi
 	if err != nil {
 		return nil, 0, s.wrap("store.ListCustomers", err)
 	}
-	args = append(args, p.Limit, p.Skip)
-	rows, err := r.QueryContext(ctx, `SELECT `+customerCols+` FROM customers WHERE `+cond+` ORDER BY `+orderBy(customerSort, p)+
-		` LIMIT $`+itoa(len(args)-1)+` OFFSET $`+itoa(len(args)), args...)
+	out, err := queryPage(ctx, r, customerCols, "customers", cond, orderBy(customerSort, p), args, p, scanCustomer)
 	if err != nil {
-		return nil, 0, s.wrap("store.ListCustomers", err)
-	}
-	out := []customer.Customer{}
-	for rows.Next() {
-		c, err := scanCustomer(rows)
-		if err != nil {
-			rows.Close()
-			return nil, 0, s.wrap("store.ListCustomers", err)
-		}
-		out = append(out, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, 0, s.wrap("store.ListCustomers", err)
 	}
 	if err := attachSources(ctx, r, out); err != nil {

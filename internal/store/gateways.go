@@ -13,7 +13,7 @@ import (
 
 const gatewayCols = `id, account_id, type, name, mode, is_default, archived, credentials, key_version, created_at, updated_at`
 
-func scanGateway(row interface{ Scan(...any) error }) (gateway.Gateway, error) {
+func scanGateway(row scanner) (gateway.Gateway, error) {
 	var g gateway.Gateway
 	var def, arch int
 	var kv sql.NullInt64
@@ -123,23 +123,11 @@ func (s *Store) ListGateways(ctx context.Context, account string, f gateway.Filt
 	if err := s.eng.Reader().QueryRowContext(ctx, `SELECT count(*) FROM gateways WHERE `+cond, args...).Scan(&n); err != nil {
 		return nil, 0, s.wrap("store.ListGateways", err)
 	}
-	order := orderBy(gatewaySort, p)
-	args = append(args, p.Limit, p.Skip)
-	rows, err := s.eng.Reader().QueryContext(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE `+cond+` ORDER BY `+order+
-		` LIMIT $`+itoa(len(args)-1)+` OFFSET $`+itoa(len(args)), args...)
+	out, err := queryPage(ctx, s.eng.Reader(), gatewayCols, "gateways", cond, orderBy(gatewaySort, p), args, p, scanGateway)
 	if err != nil {
 		return nil, 0, s.wrap("store.ListGateways", err)
 	}
-	defer rows.Close()
-	out := []gateway.Gateway{}
-	for rows.Next() {
-		g, err := scanGateway(rows)
-		if err != nil {
-			return nil, 0, s.wrap("store.ListGateways", err)
-		}
-		out = append(out, g)
-	}
-	return out, n, s.wrap("store.ListGateways", rows.Err())
+	return out, n, nil
 }
 
 // DefaultGateway implements gateway.Store.

@@ -16,7 +16,7 @@ const vaultCols = `token, account_id, kind, status, card_name, card_scheme, card
  expire_month, expire_year, address_line1, address_line2, address_line3, address_city, address_state, address_postcode,
  address_country, first_name, last_name, email, phone, gateway_id, empty, sealed, key_version, expires_at, created_at, updated_at`
 
-func scanVault(row interface{ Scan(...any) error }) (vault.Record, error) {
+func scanVault(row scanner) (vault.Record, error) {
 	var r vault.Record
 	var kind string
 	var empty int
@@ -107,32 +107,14 @@ func (s *Store) ListVaultRecords(ctx context.Context, account string, kind vault
 	if err := s.eng.Reader().QueryRowContext(ctx, `SELECT count(*) FROM vault_records WHERE `+where, args...).Scan(&n); err != nil {
 		return nil, 0, s.wrap("store.ListVaultRecords", err)
 	}
-	sortCols := map[string]string{"created_at": "created_at", "updated_at": "updated_at"}
-	col := sortCols[p.SortKey]
-	if col == "" {
-		col = "created_at"
-	}
-	dir := " ASC"
-	if p.Desc {
-		dir = " DESC"
-	}
-	args = append(args, p.Limit, p.Skip)
-	rows, err := s.eng.Reader().QueryContext(ctx, `SELECT `+vaultCols+` FROM vault_records WHERE `+where+` ORDER BY `+col+dir+`, token`+dir+
-		` LIMIT $`+itoa(len(args)-1)+` OFFSET $`+itoa(len(args)), args...)
+	out, err := queryPage(ctx, s.eng.Reader(), vaultCols, "vault_records", where, orderByKey(vaultSort, "token", p), args, p, scanVault)
 	if err != nil {
 		return nil, 0, s.wrap("store.ListVaultRecords", err)
 	}
-	defer rows.Close()
-	out := []vault.Record{}
-	for rows.Next() {
-		r, err := scanVault(rows)
-		if err != nil {
-			return nil, 0, s.wrap("store.ListVaultRecords", err)
-		}
-		out = append(out, r)
-	}
-	return out, n, s.wrap("store.ListVaultRecords", rows.Err())
+	return out, n, nil
 }
+
+var vaultSort = map[string]string{"created_at": "created_at", "updated_at": "updated_at"}
 
 // ArchiveVaultRecord implements vault.Store. A session record's card data
 // goes at once; a permanent record's stays while sources use it.
