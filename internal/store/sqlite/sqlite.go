@@ -42,15 +42,17 @@ type Options struct {
 
 // Engine is the SQLite store.Engine.
 type Engine struct {
-	write *sql.DB
-	conn  *sql.Conn
-	wq    detached // the writer's connection, statements prepared once
-	read  *sql.DB
-	rq    cachedDB // the read pool, statements prepared once
-	opts  Options
-	jobs  chan *job
-	done  chan struct{}
-	stop  context.CancelFunc
+	write  *sql.DB
+	conn   *sql.Conn
+	wq     detached // the writer's connection, statements prepared once
+	read   *sql.DB
+	rq     cachedDB      // the read pool, statements prepared once
+	cp     *sql.DB       // the checkpointing connection
+	cpDone chan struct{} // closed when checkpointLoop has stopped
+	opts   Options
+	jobs   chan *job
+	done   chan struct{}
+	stop   context.CancelFunc
 }
 
 type job struct {
@@ -79,9 +81,32 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		q = append(q, "_pragma=query_only(1)")
 	} else {
-		q = append(q, "_txlock=immediate")
+		// A background connection copies the WAL into the database
+		// (checkpointLoop) on the other core while the writer goes on
+		// committing; the writer's own auto-checkpoint, rarer than the
+		// default, then finds little left to copy and lets the WAL reset.
+		q = append(q, "_txlock=immediate", "_pragma=wal_autocheckpoint(4000)")
 	}
 	return "file:" + path + "?" + strings.Join(q, "&")
+}
+
+// checkpointEvery is how often the background connection checkpoints.
+const checkpointEvery = 250 * time.Millisecond
+
+// checkpointLoop runs PASSIVE checkpoints on its own connection until ctx
+// ends: they never block the writer or readers, and keep the WAL short.
+func checkpointLoop(ctx context.Context, db *sql.DB, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // Open opens (creating when needed) the database in dataDir and applies
@@ -123,9 +148,19 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
+	cp, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		r.Close()
+		conn.Close()
+		w.Close()
+		return nil, err
+	}
+	cp.SetMaxOpenConns(1)
 	runCtx, cancel := context.WithCancel(context.Background())
-	e := &Engine{write: w, conn: conn, wq: newDetached(conn), read: r, rq: newCachedDB(r), opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel}
+	e := &Engine{write: w, conn: conn, wq: newDetached(conn), read: r, rq: newCachedDB(r), cp: cp, cpDone: make(chan struct{}),
+		opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel}
 	go e.loop(runCtx)
+	go checkpointLoop(runCtx, cp, e.cpDone)
 	return e, nil
 }
 
@@ -338,6 +373,8 @@ func (j *job) run(q store.Querier) (err error) {
 func (e *Engine) Close() error {
 	e.stop()
 	<-e.done
+	<-e.cpDone
+	_ = e.cp.Close()
 	e.wq.cache.close()
 	e.rq.cache.close()
 	err := e.conn.Close()
