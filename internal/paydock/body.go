@@ -94,26 +94,6 @@ func (o Object) Has(name string) bool {
 	return ok && v != nil
 }
 
-// Present reports whether name is present and neither null nor "" (L6, L7).
-func (o Object) Present(name string) bool {
-	v, ok := o.M[name]
-	if !ok || v == nil {
-		return false
-	}
-	s, isStr := v.(string)
-	return !isStr || s != ""
-}
-
-// Empty reports whether the object holds no field that is present (Present).
-func (o Object) Empty() bool {
-	for k := range o.M {
-		if o.Present(k) {
-			return false
-		}
-	}
-	return true
-}
-
 func (o Object) typeErr(name, what string) error {
 	return errs.Invalidf(o.Path(name), "%s must be %s", name, what)
 }
@@ -196,21 +176,4 @@ func (o Object) numberText(name, want string) (string, error) {
 		return v.String(), nil
 	}
 	return "", o.typeErr(name, want)
-}
-
-// Int reads a JSON number that must be a whole number.
-func (o Object) Int(name string) (int64, bool, error) {
-	raw, ok := o.M[name]
-	if !ok || raw == nil {
-		return 0, false, nil
-	}
-	n, isNum := raw.(json.Number)
-	if !isNum {
-		return 0, false, o.typeErr(name, "a number")
-	}
-	i, err := strconv.ParseInt(n.String(), 10, 64)
-	if err != nil {
-		return 0, false, o.typeErr(name, "a whole number")
-	}
-	return i, true, nil
 }

@@ -34,10 +34,6 @@ type Engine interface {
 	Close() error
 }
 
-// ErrNoRows is returned by Get-style methods when nothing matches; domain
-// code turns it into the right NotFound or Invalid error.
-var ErrNoRows = sql.ErrNoRows
-
 // Store implements the domain store interfaces on an Engine.
 type Store struct {
 	eng Engine
