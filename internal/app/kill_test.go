@@ -158,10 +158,16 @@ func TestKillBetweenGatewayAndOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	// The Simulator keeps its ledger in a file of its own.
+	ldb, err := sql.Open("sqlite", "file:"+filepath.Join(data, "simulator.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ldb.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n int
-		_ = db.QueryRowContext(context.Background(), "SELECT count(*) FROM simulator_ledger").Scan(&n)
+		_ = ldb.QueryRowContext(context.Background(), "SELECT count(*) FROM simulator_ledger").Scan(&n)
 		if n == 1 {
 			break
 		}
@@ -204,7 +210,7 @@ func TestKillBetweenGatewayAndOutcome(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	var ledger int
-	if err := db.QueryRowContext(context.Background(), "SELECT count(*) FROM simulator_ledger").Scan(&ledger); err != nil || ledger != 1 {
+	if err := ldb.QueryRowContext(context.Background(), "SELECT count(*) FROM simulator_ledger").Scan(&ledger); err != nil || ledger != 1 {
 		t.Fatalf("the gateway was called %d times (%v), want once", ledger, err)
 	}
 }

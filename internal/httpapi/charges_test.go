@@ -57,7 +57,11 @@ func (e *chEnv) counts() [3]int {
 	e.T.Helper()
 	var out [3]int
 	for i, table := range []string{"charges", "charge_transactions", "simulator_ledger"} {
-		if err := e.Store.Engine().Reader().QueryRowContext(context.Background(), "SELECT count(*) FROM "+table).Scan(&out[i]); err != nil {
+		eng := e.Store.Engine()
+		if table == "simulator_ledger" {
+			eng = e.Store.LedgerEngine()
+		}
+		if err := eng.Reader().QueryRowContext(context.Background(), "SELECT count(*) FROM "+table).Scan(&out[i]); err != nil {
 			e.T.Fatal(err)
 		}
 	}

@@ -313,7 +313,7 @@ func (s *Store) DueForReconcile(ctx context.Context, now, lease time.Time, limit
 // RecordLedger implements simulator.Ledger.
 func (s *Store) RecordLedger(ctx context.Context, e simulator.Entry) (simulator.Entry, error) {
 	var out simulator.Entry
-	err := s.eng.Write(ctx, func(q Querier) error {
+	err := s.ledger.Write(ctx, func(q Querier) error {
 		res, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (txn_id) DO NOTHING`,
 			e.TxnID, e.AccountID, e.Kind, e.Amount, e.Currency, e.ExternalID, b2i(e.Succeeded), e.DeclineCode, ms(e.CreatedAt))
@@ -335,9 +335,15 @@ func (s *Store) RecordLedger(ctx context.Context, e simulator.Entry) (simulator.
 	return out, s.wrap("store.RecordLedger", err)
 }
 
-// LookupLedger implements simulator.Ledger.
+// LookupLedger implements simulator.Ledger. Where the ledger has its own
+// engine, an entry not found there is looked for in the main database,
+// which held the ledger before it moved (entries of charges still
+// inprogress across the upgrade).
 func (s *Store) LookupLedger(ctx context.Context, account, txnID string) (simulator.Entry, bool, error) {
-	e, ok, err := lookupLedger(ctx, s.eng.Reader(), account, txnID)
+	e, ok, err := lookupLedger(ctx, s.ledger.Reader(), account, txnID)
+	if err == nil && !ok && s.ledger != s.eng {
+		e, ok, err = lookupLedger(ctx, s.eng.Reader(), account, txnID)
+	}
 	return e, ok, s.wrap("store.LookupLedger", err)
 }
 

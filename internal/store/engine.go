@@ -36,14 +36,25 @@ type Engine interface {
 
 // Store implements the domain store interfaces on an Engine.
 type Store struct {
-	eng Engine
+	eng    Engine
+	ledger Engine // the Simulator's ledger: eng, or its own (LedgerEngine)
 }
 
-// New returns a Store over eng.
-func New(eng Engine) *Store { return &Store{eng: eng} }
+// New returns a Store over eng. An engine that keeps the Simulator's
+// ledger apart (interface{ LedgerEngine() Engine }) has it used for that.
+func New(eng Engine) *Store {
+	s := &Store{eng: eng, ledger: eng}
+	if l, ok := eng.(interface{ LedgerEngine() Engine }); ok {
+		s.ledger = l.LedgerEngine()
+	}
+	return s
+}
 
 // Engine returns the engine (for health checks and tests).
 func (s *Store) Engine() Engine { return s.eng }
+
+// LedgerEngine returns the engine holding the Simulator's ledger (tests).
+func (s *Store) LedgerEngine() Engine { return s.ledger }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.eng.Ping(ctx) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"switchyard/internal/auth"
 	"switchyard/internal/errs"
 	"switchyard/internal/gateway"
+	"switchyard/internal/gateway/simulator"
 	"switchyard/internal/paydock"
 	"switchyard/internal/store"
 	"switchyard/internal/store/storetest"
@@ -739,5 +741,61 @@ func TestForeignKeysEnforced(t *testing.T) {
 	var se *sqlite.Error
 	if !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
 		t.Fatalf("gateway of unknown account: err = %v, want a foreign key violation", err)
+	}
+}
+
+// The Simulator's ledger has a file and writer of its own; entries the
+// main database held before the move are still found.
+func TestLedgerFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	eng := openEngine(t, dir, Options{GroupCommit: true})
+	st := store.New(eng)
+	if st.LedgerEngine() == store.Engine(eng) {
+		t.Fatal("the ledger shares the main engine")
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	count := func(e store.Engine) int {
+		t.Helper()
+		var n int
+		if err := e.Reader().QueryRowContext(ctx, "SELECT count(*) FROM simulator_ledger").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	fresh := simulator.Entry{TxnID: "txn-new", AccountID: "acc", Kind: "sale", Amount: 1234, Currency: "AUD", ExternalID: "sim_ch_1", Succeeded: true, CreatedAt: now}
+	if _, err := st.RecordLedger(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if main, own := count(eng), count(st.LedgerEngine()); main != 0 || own != 1 {
+		t.Fatalf("entries: main file %d, ledger file %d; want 0 and 1", main, own)
+	}
+	if _, err := os.Stat(LedgerPath(dir)); err != nil {
+		t.Fatalf("ledger file: %v", err)
+	}
+
+	// An entry written before the ledger moved.
+	if err := eng.Write(ctx, func(q store.Querier) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
+			VALUES ('txn-old', 'acc', 'authorization', 500, 'AUD', 'sim_ch_0', 1, '', $1)`, now.UnixMilli())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		account, txn string
+		found        bool
+		amount       int64
+	}{
+		{"acc", "txn-new", true, 1234},
+		{"acc", "txn-old", true, 500},
+		{"other", "txn-old", false, 0},
+		{"acc", "txn-none", false, 0},
+	} {
+		e, ok, err := st.LookupLedger(ctx, tc.account, tc.txn)
+		if err != nil || ok != tc.found || e.Amount != tc.amount {
+			t.Errorf("LookupLedger(%s, %s) = %+v, %v, %v; want found %v amount %d", tc.account, tc.txn, e, ok, err, tc.found, tc.amount)
+		}
 	}
 }
