@@ -164,7 +164,7 @@ func (s *Store) CreateCharge(ctx context.Context, c *charge.Charge) error {
 
 // GetCharge implements charge.Store.
 func (s *Store) GetCharge(ctx context.Context, account, id string) (charge.Charge, error) {
-	c, err := getCharge(ctx, s.eng.Reader(), account, id)
+	c, err := getCharge(keyed(ctx), s.eng.Reader(), account, id)
 	return c, s.wrap("store.GetCharge", err)
 }
 
@@ -340,7 +340,7 @@ func (s *Store) RecordLedger(ctx context.Context, e simulator.Entry) (simulator.
 // which held the ledger before it moved (entries of charges still
 // inprogress across the upgrade).
 func (s *Store) LookupLedger(ctx context.Context, account, txnID string) (simulator.Entry, bool, error) {
-	e, ok, err := lookupLedger(ctx, s.ledger.Reader(), account, txnID)
+	e, ok, err := lookupLedger(keyed(ctx), s.ledger.Reader(), account, txnID)
 	if err == nil && !ok && s.ledger != s.eng {
 		e, ok, err = lookupLedger(ctx, s.eng.Reader(), account, txnID)
 	}

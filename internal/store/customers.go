@@ -248,7 +248,7 @@ func writeCustomer(ctx context.Context, q Querier, c *customer.Customer, insert 
 
 // GetCustomer implements customer.Store.
 func (s *Store) GetCustomer(ctx context.Context, account, id string) (customer.Customer, error) {
-	c, err := getCustomer(ctx, s.eng.Reader(), account, id)
+	c, err := getCustomer(keyed(ctx), s.eng.Reader(), account, id)
 	return c, s.wrap("store.GetCustomer", err)
 }
 

@@ -50,6 +50,13 @@ func New(eng Engine) *Store {
 	return s
 }
 
+// keyed is the context of a lookup by key, which reads a handful of pages:
+// it runs to its end instead of being cancellable. The SQLite driver gives
+// every cancellable query a watcher goroutine and a progress handler, which
+// cost a point read more than the read (GET /v1/customers/{id}: about 5 %
+// more requests/s without them). Scans and lists keep the request's context.
+func keyed(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // Engine returns the engine (for health checks and tests).
 func (s *Store) Engine() Engine { return s.eng }
 

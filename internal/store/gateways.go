@@ -64,7 +64,7 @@ func nullInt(v int) any {
 
 // GetGateway implements gateway.Store.
 func (s *Store) GetGateway(ctx context.Context, account, id string) (gateway.Gateway, error) {
-	g, err := scanGateway(s.eng.Reader().QueryRowContext(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE id = $1 AND account_id = $2`, id, account))
+	g, err := scanGateway(s.eng.Reader().QueryRowContext(keyed(ctx), `SELECT `+gatewayCols+` FROM gateways WHERE id = $1 AND account_id = $2`, id, account))
 	if errors.Is(err, sql.ErrNoRows) {
 		return gateway.Gateway{}, gatewayNotFound()
 	}

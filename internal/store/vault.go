@@ -82,7 +82,7 @@ func notFound(op string) error { return &errs.Error{Kind: errs.NotFound, Op: op}
 
 // GetVaultRecord implements vault.Store.
 func (s *Store) GetVaultRecord(ctx context.Context, account, token string) (vault.Record, error) {
-	r, err := scanVault(s.eng.Reader().QueryRowContext(ctx, `SELECT `+vaultCols+` FROM vault_records WHERE token = $1 AND account_id = $2`, token, account))
+	r, err := scanVault(s.eng.Reader().QueryRowContext(keyed(ctx), `SELECT `+vaultCols+` FROM vault_records WHERE token = $1 AND account_id = $2`, token, account))
 	if errors.Is(err, sql.ErrNoRows) {
 		return vault.Record{}, notFound("store.GetVaultRecord")
 	}
