@@ -115,6 +115,14 @@ func chargeSearch(c *charge.Charge) string {
 	return strings.ToLower(strings.Join([]string{c.Reference, c.Description, c.Customer.Email, c.Customer.FirstName, c.Customer.LastName}, "\n"))
 }
 
+// The statements writeCharge runs in the writer, built once.
+var (
+	insertCharge = `INSERT INTO charges (` + chargeCols + `, search) VALUES (` + placeholders(21) + `)`
+	upsertTxn    = `INSERT INTO charge_transactions (` + txnCols + `) VALUES (` + placeholders(12) + `)
+			ON CONFLICT (id) DO UPDATE SET status = excluded.status, amount = excluded.amount, external_id = excluded.external_id,
+			decline = excluded.decline, attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at`
+)
+
 func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) error {
 	snap, err := json.Marshal(c.Customer)
 	if err != nil {
@@ -124,7 +132,7 @@ func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) 
 		c.Reference, c.Description, metaText(c.Meta), c.Status, b2i(c.Capture), b2i(c.OneOff), b2i(c.Archived), string(snap),
 		ms(c.CreatedAt), ms(c.UpdatedAt), chargeSearch(c)}
 	if insert {
-		_, err = q.ExecContext(ctx, `INSERT INTO charges (`+chargeCols+`, search) VALUES (`+placeholders(21)+`)`, args...)
+		_, err = q.ExecContext(ctx, insertCharge, args...)
 	} else {
 		_, err = q.ExecContext(ctx, `UPDATE charges SET customer_id = $3, source_id = $4, gateway_id = $5, external_id = $6, amount = $7,
 			captured = $8, refunded = $9, currency = $10, reference = $11, description = $12, meta = $13, status = $14, capture = $15,
@@ -146,9 +154,7 @@ func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) 
 		if !t.NextAttemptAt.IsZero() {
 			next = ms(t.NextAttemptAt)
 		}
-		if _, err := q.ExecContext(ctx, `INSERT INTO charge_transactions (`+txnCols+`) VALUES (`+placeholders(12)+`)
-			ON CONFLICT (id) DO UPDATE SET status = excluded.status, amount = excluded.amount, external_id = excluded.external_id,
-			decline = excluded.decline, attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at`,
+		if _, err := q.ExecContext(ctx, upsertTxn,
 			t.ID, c.ID, i, t.Type, t.Status, t.Amount, t.ExternalID, decline, t.Attempts, next, ms(t.CreatedAt), ms(t.UpdatedAt)); err != nil {
 			return err
 		}

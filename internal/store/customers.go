@@ -203,6 +203,14 @@ func bumpCount(ctx context.Context, q Querier, account, customerID string, archi
 	return err
 }
 
+// The inserts of a customer create, built once (they run in the writer).
+var (
+	insertSourceSQL = `INSERT INTO payment_sources (id, account_id, customer_id, vault_token, status, gateway_id, ref_token, gateway_ref,
+		address_line1, address_line2, address_line3, address_city, address_state, address_postcode, address_country, created_at, updated_at)
+		VALUES (` + placeholders(17) + `)`
+	insertCustomer = `INSERT INTO customers (` + customerCols + `, search) VALUES (` + placeholders(17) + `)`
+)
+
 func insertSource(ctx context.Context, q Querier, src customer.NewSource) error {
 	if src.Vault != nil {
 		if err := insertVaultTx(ctx, q, src.Vault); err != nil {
@@ -210,9 +218,7 @@ func insertSource(ctx context.Context, q Querier, src customer.NewSource) error 
 		}
 	}
 	s, a := src.Source, src.Source.Address
-	_, err := q.ExecContext(ctx, `INSERT INTO payment_sources (id, account_id, customer_id, vault_token, status, gateway_id, ref_token, gateway_ref,
-		address_line1, address_line2, address_line3, address_city, address_state, address_postcode, address_country, created_at, updated_at)
-		VALUES (`+placeholders(17)+`)`, s.ID, s.AccountID, s.CustomerID, s.VaultToken, s.Status, s.GatewayID, s.RefToken, s.GatewayRef,
+	_, err := q.ExecContext(ctx, insertSourceSQL, s.ID, s.AccountID, s.CustomerID, s.VaultToken, s.Status, s.GatewayID, s.RefToken, s.GatewayRef,
 		a.Line1, a.Line2, a.Line3, a.City, a.State, a.Postcode, a.Country, ms(s.CreatedAt), ms(s.UpdatedAt))
 	return err
 }
@@ -237,7 +243,7 @@ func writeCustomer(ctx context.Context, q Querier, c *customer.Customer, insert 
 	args := []any{c.ID, c.AccountID, b2i(c.Archived), t.FirstName, t.LastName, t.Email, t.Phone, t.Reference, t.Description,
 		t.CompanyName, metaText(c.Meta), c.DefaultSource, c.Successful, c.Collected, ms(c.CreatedAt), ms(c.UpdatedAt), t.Search()}
 	if insert {
-		_, err := q.ExecContext(ctx, `INSERT INTO customers (`+customerCols+`, search) VALUES (`+placeholders(17)+`)`, args...)
+		_, err := q.ExecContext(ctx, insertCustomer, args...)
 		return err
 	}
 	_, err := q.ExecContext(ctx, `UPDATE customers SET archived = $3, first_name = $4, last_name = $5, email = $6, phone = $7,
