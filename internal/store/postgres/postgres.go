@@ -121,6 +121,13 @@ func (e *Engine) RunTx(ctx context.Context, fn func(store.Querier) error) error 
 	backoff := 2 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := e.once(ctx, fn)
+		if err != nil && ctx.Err() != nil && (retryable(err) || errors.Is(err, sql.ErrTxDone)) {
+			// The caller went away mid-transaction: database/sql rolled it
+			// back (ErrTxDone at commit), or it lost a conflict that is no
+			// longer worth retrying. The cause is the cancellation, not the
+			// store (503, as on SQLite), and never a 500.
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
 		if err == nil || attempt >= e.opts.MaxAttempts || !retryable(err) {
 			return err
 		}
@@ -132,7 +139,7 @@ func (e *Engine) RunTx(ctx context.Context, fn func(store.Querier) error) error 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
 		case <-t.C:
 		}
 	}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -166,6 +167,54 @@ func TestRunTxGivesUp(t *testing.T) {
 	}
 	if runs != 3 {
 		t.Errorf("runs = %d, want 3", runs)
+	}
+}
+
+// A caller that goes away mid-transaction gets its cancellation back (the
+// store answers 503), not a 500: neither for a transaction database/sql
+// rolled back under it nor for a conflict it no longer retries. Nothing is
+// written.
+func TestRunTxCancelledCaller(t *testing.T) {
+	e := openEngine(t, pgtest.NewDatabase(t), postgres.Options{MaxConns: 4, MaxAttempts: 5})
+	if _, err := e.Reader().ExecContext(t.Context(), `CREATE TABLE notes (v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(ctx context.Context, cancel context.CancelFunc, q store.Querier) error
+	}{
+		// The caller leaves after the work: database/sql rolls the
+		// transaction back and Commit reports ErrTxDone.
+		{"cancelled before commit", func(ctx context.Context, cancel context.CancelFunc, q store.Querier) error {
+			if _, err := q.ExecContext(ctx, `INSERT INTO notes VALUES ('kept?')`); err != nil {
+				return err
+			}
+			cancel()
+			time.Sleep(50 * time.Millisecond) // database/sql rolls back on its own goroutine
+			return nil
+		}},
+		// The caller leaves while its transaction loses a conflict.
+		{"conflict after cancel", func(ctx context.Context, cancel context.CancelFunc, q store.Querier) error {
+			if _, err := q.ExecContext(ctx, `INSERT INTO notes VALUES ('kept?')`); err != nil {
+				return err
+			}
+			_, err := q.ExecContext(ctx, `DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$`)
+			cancel()
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			err := e.Write(ctx, func(q store.Querier) error { return tc.fn(ctx, cancel, q) })
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+			var n int
+			if err := e.Reader().QueryRowContext(t.Context(), `SELECT count(*) FROM notes`).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("notes = %d (%v), want nothing written", n, err)
+			}
+		})
 	}
 }
 
