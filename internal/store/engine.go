@@ -50,12 +50,20 @@ func New(eng Engine) *Store {
 	return s
 }
 
-// keyed is the context of a lookup by key, which reads a handful of pages:
-// it runs to its end instead of being cancellable. The SQLite driver gives
+// keyed marks the context of a lookup by key, which reads a handful of
+// pages, for the engine (see Keyed). Scans and lists keep the request's
+// context unmarked.
+func keyed(ctx context.Context) context.Context { return context.WithValue(ctx, keyedLookup{}, true) }
+
+type keyedLookup struct{}
+
+// Keyed reports whether ctx is that of a lookup by key. An engine may run
+// such a query to its end rather than cancellably: the SQLite driver gives
 // every cancellable query a watcher goroutine and a progress handler, which
 // cost a point read more than the read (GET /v1/customers/{id}: about 5 %
-// more requests/s without them). Scans and lists keep the request's context.
-func keyed(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+// more requests/s without them). PostgreSQL keeps the cancellation, which
+// also bounds a query stuck on a broken connection.
+func Keyed(ctx context.Context) bool { v, _ := ctx.Value(keyedLookup{}).(bool); return v }
 
 // Engine returns the engine (for health checks and tests).
 func (s *Store) Engine() Engine { return s.eng }

@@ -19,6 +19,7 @@ import (
 	"switchyard/internal/errs"
 	"switchyard/internal/gateway"
 	"switchyard/internal/gateway/simulator"
+	"switchyard/internal/page"
 	"switchyard/internal/paydock"
 	"switchyard/internal/store"
 	"switchyard/internal/store/storetest"
@@ -797,5 +798,20 @@ func TestLedgerFile(t *testing.T) {
 		if err != nil || ok != tc.found || e.Amount != tc.amount {
 			t.Errorf("LookupLedger(%s, %s) = %+v, %v, %v; want found %v amount %d", tc.account, tc.txn, e, ok, err, tc.found, tc.amount)
 		}
+	}
+}
+
+// A lookup by key runs to its end even when its request has gone (no
+// watcher goroutine per query); a list still stops.
+func TestKeyedLookupIgnoresCancellation(t *testing.T) {
+	st := store.New(openEngine(t, t.TempDir(), Options{GroupCommit: true}))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := st.GetGateway(ctx, "acc", "0123456789abcdef01234567")
+	if errs.KindOf(err) != errs.NotFound {
+		t.Fatalf("GetGateway on a cancelled context = %v, want the lookup's own answer (not found)", err)
+	}
+	if _, _, err := st.ListGateways(ctx, "acc", gateway.Filter{}, page.Params{Limit: 10}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ListGateways on a cancelled context = %v, want context.Canceled", err)
 	}
 }

@@ -66,7 +66,16 @@ func (c cachedDB) ExecContext(ctx context.Context, query string, args ...any) (s
 	return c.db.ExecContext(ctx, query, args...)
 }
 
+// pointRead drops the cancellation of a lookup by key (store.Keyed).
+func pointRead(ctx context.Context) context.Context {
+	if store.Keyed(ctx) {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
 func (c cachedDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = pointRead(ctx)
 	if s := c.cache.stmt(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
@@ -74,6 +83,7 @@ func (c cachedDB) QueryContext(ctx context.Context, query string, args ...any) (
 }
 
 func (c cachedDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = pointRead(ctx)
 	if s := c.cache.stmt(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
