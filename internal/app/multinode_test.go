@@ -9,7 +9,6 @@ package app_test
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -163,11 +162,8 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 	}
 	c := pgtest.Require(t)
 	db := pgtest.NewDatabase(t)
-	// postgres://postgres@127.0.0.1:PORT/db?… → 127.0.0.1:PORT
-	hostPath := strings.SplitN(c.TCPURL(pgtest.Name(db)), "@", 2)[1]
-	upstream := hostPath[:strings.Index(hostPath, "/")]
-	px := newMNProxy(t, upstream)
-	url := "postgres://postgres@" + px.addr + "/" + pgtest.Name(db) + "?sslmode=disable&connect_timeout=2"
+	px := c.NewProxy(t)
+	url := px.URL(pgtest.Name(db), "connect_timeout=2")
 	bin := killBuild(t)
 	p := killStart(t, bin, "--database-url", url, "--master-key-file", pgKeyFile(t))
 	sk := p.key()
@@ -175,7 +171,7 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 		t.Fatalf("gateways %d", n)
 	}
 
-	px.cut()
+	px.Cut()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		st, m := killCall(t, p.addr, sk, "GET", "/v1/gateways", nil)
@@ -195,7 +191,7 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 		t.Fatalf("healthz during the outage: %v %v", res, err)
 	}
 
-	px.restore()
+	px.Restore()
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		st, _ := killCall(t, p.addr, sk, "GET", "/v1/gateways", nil)
@@ -210,80 +206,6 @@ func TestDatabaseOutageAnswers503(t *testing.T) {
 	if res, err := mnClient.Get("http://" + p.addr + "/healthz"); err != nil || res.StatusCode != 200 {
 		t.Fatalf("healthz after recovery: %v %v", res, err)
 	}
-}
-
-// mnProxy forwards TCP to upstream until cut; restore listens again on the
-// same address.
-type mnProxy struct {
-	t        *testing.T
-	addr     string
-	upstream string
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    []net.Conn
-}
-
-func newMNProxy(t *testing.T, upstream string) *mnProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &mnProxy{t: t, addr: ln.Addr().String(), upstream: upstream}
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *mnProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.DialTimeout("tcp", p.upstream, 2*time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-func (p *mnProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *mnProxy) restore() {
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("proxy cannot listen again on %s: %v", p.addr, err)
-	}
-	p.serve(ln)
 }
 
 func mnRace(n int, f func(i int) int) []int {

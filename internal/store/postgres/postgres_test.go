@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"path/filepath"
 	"slices"
@@ -454,87 +453,18 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP to the cluster and can be cut and restored, as a
-// database restart looks to a node.
-type proxy struct {
-	t      *testing.T
-	addr   string
-	target string
-	mu     sync.Mutex
-	l      net.Listener
-	conns  []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = l.Addr().String()
-	p.serve(l)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) serve(l net.Listener) {
-	p.mu.Lock()
-	p.l = l
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.l != nil {
-		p.l.Close()
-		p.l = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *proxy) restore() {
-	l, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.serve(l)
-}
-
 // While the database cannot be reached the store answers Unavailable (503),
 // and it recovers by itself when the database is back.
 func TestUnavailableAndRecovery(t *testing.T) {
 	c := pgtest.Require(t)
 	name := pgtest.Name(pgtest.NewDatabase(t))
-	target := strings.TrimPrefix(strings.SplitN(c.TCPURL(name), "/", 4)[2], "postgres@")
-	p := newProxy(t, target)
-	url := "postgres://postgres@" + p.addr + "/" + name + "?sslmode=disable"
+	p := c.NewProxy(t)
+	url := p.URL(name, "")
 	s := store.New(openEngine(t, url, postgres.Options{MaxConns: 4, ConnectTimeout: 2 * time.Second}))
 	ctx := t.Context()
 	account := mustAccount(t, s)
 
-	p.cut()
+	p.Cut()
 	if _, err := s.CountAccounts(ctx); errs.KindOf(err) != errs.Unavailable {
 		t.Errorf("read while cut: %v (kind %v), want Unavailable", err, errs.KindOf(err))
 	}
@@ -547,7 +477,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 		t.Error("Ping while cut succeeded")
 	}
 
-	p.restore()
+	p.Restore()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := s.GetCustomer(ctx, account, paydock.NewID())
