@@ -192,11 +192,8 @@ func (s *Store) UpdateCharge(ctx context.Context, account, id string, fn func(c 
 		if err := writeCharge(ctx, q, &c, false); err != nil {
 			return err
 		}
-		if st != nil {
-			if _, err := q.ExecContext(ctx, `UPDATE customers SET successful_transactions = successful_transactions + $1,
-				total_collected_amount = total_collected_amount + $2 WHERE id = $3 AND account_id = $4`, st.Count, st.Collected, st.CustomerID, account); err != nil {
-				return err
-			}
+		if err := addStats(ctx, q, account, st); err != nil {
+			return err
 		}
 		out = c
 		return nil
@@ -205,6 +202,17 @@ func (s *Store) UpdateCharge(ctx context.Context, account, id string, fn func(c 
 		return charge.Charge{}, fnErr
 	}
 	return out, s.wrap("store.UpdateCharge", err)
+}
+
+// addStats adds a settled charge's effect to its customer's statistics
+// (nothing when st is nil), in the charge's own transaction.
+func addStats(ctx context.Context, q Querier, account string, st *charge.Stats) error {
+	if st == nil {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, `UPDATE customers SET successful_transactions = successful_transactions + $1,
+		total_collected_amount = total_collected_amount + $2 WHERE id = $3 AND account_id = $4`, st.Count, st.Collected, st.CustomerID, account)
+	return err
 }
 
 var chargeSort = map[string]string{"created_at": "created_at", "updated_at": "updated_at", "amount": "amount", "reference": "reference"}
@@ -413,11 +421,8 @@ func (s *Store) SettleTxn(ctx context.Context, c *charge.Charge, txnID string, s
 			WHERE id = $6 AND account_id = $7`, c.Status, c.ExternalID, c.Captured, c.Refunded, ms(c.UpdatedAt), c.ID, c.AccountID); err != nil {
 			return err
 		}
-		if st != nil {
-			if _, err := q.ExecContext(ctx, `UPDATE customers SET successful_transactions = successful_transactions + $1,
-				total_collected_amount = total_collected_amount + $2 WHERE id = $3 AND account_id = $4`, st.Count, st.Collected, st.CustomerID, c.AccountID); err != nil {
-				return err
-			}
+		if err := addStats(ctx, q, c.AccountID, st); err != nil {
+			return err
 		}
 		ok = true
 		return nil
