@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Issue 6's measurement (docs/benchmarks.md): flow-1 customer create through
 # Switchyard on a local PostgreSQL with its durable defaults (fsync=on,
-# synchronous_commit=on), 32 concurrent clients, one node and then two nodes
-# on the same machine and database. Each run follows a bare-HTTP run of the
+# synchronous_commit=on), 32 concurrent clients, through one node, and split
+# over two nodes on the same machine and database. Each measurement starts on
+# a fresh database (the rate falls as the tables grow), the order of the two
+# alternates from run to run, and each run follows a bare-HTTP run of the
 # load tool, so every figure has its same-run baseline.
 #
 #   scripts/bench-postgres.sh            # BENCH_RUNS=3 BENCH_D=10s BENCH_C=32
+#   SWITCHYARD_DB_MAX_CONNS=8 scripts/bench-postgres.sh   # another pool size per node
 #
 # Needs the Debian PostgreSQL server binaries (apt-get install postgresql);
 # runs its own throwaway cluster as the postgres user on 127.0.0.1 and
@@ -46,16 +49,24 @@ runuser -u postgres -- "$bindir/initdb" -D "$WORK/pg" -A trust -U postgres >/dev
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 runuser -u postgres -- "$bindir/pg_ctl" -D "$WORK/pg" -l "$WORK/pglog/pg.log" -w -t 60 start -o \
 	"-c listen_addresses=127.0.0.1 -p $PORT -k $WORK/sock -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=256MB" >/dev/null
-runuser -u postgres -- "$bindir/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qc "CREATE DATABASE switchyard" >/dev/null
-DB="postgres://postgres@127.0.0.1:$PORT/switchyard?sslmode=disable"
+DBBASE="postgres://postgres@127.0.0.1:$PORT"
 printf 'v1:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$WORK/master.key"
 chmod 600 "$WORK/master.key"
 
-start_node() { # name → sets ADDR_<name>, and KEY/GW from the first node
+# Every measurement gets a database of its own: the rate falls as the tables
+# grow, so one node and two nodes must start from the same empty tables.
+NDB=0
+fresh_db() { # → sets DB
+	NDB=$((NDB + 1))
+	runuser -u postgres -- "$bindir/psql" -h 127.0.0.1 -p "$PORT" -U postgres -qc "CREATE DATABASE sy$NDB" >/dev/null
+	DB="$DBBASE/sy$NDB?sslmode=disable"
+}
+start_node() { # name → sets ADDR_<name>, and KEY/GW from the node that made the sandbox
 	local name=$1 out=$WORK/$1.out
 	"$WORK/switchyard" serve --listen 127.0.0.1:0 --database-url "$DB" --master-key-file "$WORK/master.key" \
-		--log-level warn >"$out" 2>"$WORK/$name.err" &
+		--log-level warn >"$out" 2>>"$WORK/$name.err" &
 	PIDS+=($!)
+	eval "PID_$name=$!"
 	for _ in $(seq 300); do grep -q '^switchyard listening on ' "$out" && break; sleep 0.1; done
 	grep -q '^switchyard listening on ' "$out" || { cat "$WORK/$name.err" >&2; exit 1; }
 	eval "ADDR_$name=$(sed -n 's/^switchyard listening on http:\/\///p' "$out")"
@@ -64,8 +75,9 @@ start_node() { # name → sets ADDR_<name>, and KEY/GW from the first node
 		GW=$(sed -n 's/^gateway id: //p' "$out")
 	fi
 }
-start_node a
-start_node b
+stop_nodes() {
+	for n in "$@"; do eval "kill -TERM \$PID_$n; wait \$PID_$n 2>/dev/null || true"; done
+}
 
 load() { # url concurrency → prints "rps p99ms"
 	"$WORK/switchyard-load" -url "$1" -key "$KEY" -gateway "$GW" -scenario customer-create-card -c "$2" -d "$D" -warmup "$W" -json |
@@ -77,19 +89,38 @@ bare() {
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 printf '%-4s %-10s %-22s %-22s %-10s\n' run bare_rps one_node_rps/p99/err two_nodes_rps/p99/err two/one
-for i in $(seq "$RUNS"); do
-	b=$(bare)
-	read -r one p99one e1 < <(load "http://$ADDR_a" "$C")
-	# two nodes: the same 32 clients split 16/16 across A and B, at once
-	half=$((C / 2))
+one() { # → "rps p99 errors" of one node with all C clients, on a fresh database
+	fresh_db
+	start_node a
+	load "http://$ADDR_a" "$C"
+	stop_nodes a
+}
+two() { # → the same C clients split over two nodes on one fresh database, at once
+	fresh_db
+	start_node a
+	start_node b
+	local half=$((C / 2)) la lb ra pa ea rb pb eb
 	load "http://$ADDR_a" "$half" >"$WORK/ra" &
 	la=$!
-	load "http://$ADDR_b" "$half" >"$WORK/rb" &
+	load "http://$ADDR_b" "$((C - half))" >"$WORK/rb" &
 	lb=$!
 	wait "$la" "$lb"
+	stop_nodes a b
 	read -r ra pa ea <"$WORK/ra"
 	read -r rb pb eb <"$WORK/rb"
-	two=$((ra + rb))
-	p99two=$(python3 -c "print(max($pa, $pb))")
-	printf '%-4s %-10s %-22s %-22s %-10s\n' "$i" "$b" "$one/$p99one/$e1" "$two/$p99two/$((ea + eb))" "$(python3 -c "print(round($two/$one, 2))")"
+	echo "$((ra + rb)) $(python3 -c "print(max($pa, $pb))") $((ea + eb))"
+}
+for i in $(seq "$RUNS"); do
+	b=$(bare)
+	# alternate which goes first, so neither always runs on a warmer machine
+	if [ $((i % 2)) = 1 ]; then
+		one >"$WORK/one"
+		two >"$WORK/two"
+	else
+		two >"$WORK/two"
+		one >"$WORK/one"
+	fi
+	read -r one p99one e1 <"$WORK/one"
+	read -r two p99two e2 <"$WORK/two"
+	printf '%-4s %-10s %-22s %-22s %-10s\n' "$i" "$b" "$one/$p99one/$e1" "$two/$p99two/$e2" "$(python3 -c "print(round($two/$one, 2))")"
 done
