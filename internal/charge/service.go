@@ -230,6 +230,11 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 		if cs == nil {
 			return src, errs.Invalidf("payment_source_id", "payment source not found")
 		}
+		if ccv != "" {
+			if err := vault.CheckCCV("customer.payment_source.card_ccv", ccv, cs.Card.Scheme); err != nil {
+				return src, err
+			}
+		}
 		if cs.GatewayID != "" {
 			g, err := s.gateways.Get(ctx, account, cs.GatewayID)
 			if err != nil {
@@ -291,6 +296,11 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 			rec, err := s.vault.ForCharge(ctx, account, t, "customer.payment_source.vault_token")
 			if err != nil {
 				return src, err
+			}
+			if ccv != "" {
+				if err := vault.CheckCCV("customer.payment_source.card_ccv", ccv, rec.Scheme); err != nil {
+					return src, err
+				}
 			}
 			if rec.Kind == vault.Session {
 				src.session = rec.Token

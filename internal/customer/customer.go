@@ -144,6 +144,9 @@ type SourceInput struct {
 	Type       string
 	Card       vault.CardInput
 	Address    vault.Address
+	// Bad holds the wire-decoding error (wrong JSON type) of a field of
+	// the object, keyed by the field's name, reported in its turn.
+	Bad map[string]error
 }
 
 // Input is a create or update body after wire decoding. *Set flags mark
@@ -279,9 +282,12 @@ func (s *Service) validate(in *Input, create bool) (plan, error) {
 }
 
 func (s *Service) validateSource(ps SourceInput, p *plan) error {
-	hasCard := ps.Card.Name != "" || ps.Card.Number != "" || ps.Card.ExpMonth != "" || ps.Card.ExpYear != ""
+	bad := ps.Bad
+	sent := func(v, name string) bool { return v != "" || bad[name] != nil }
+	hasCard := sent(ps.Card.Name, "card_name") || sent(ps.Card.Number, "card_number") ||
+		sent(ps.Card.ExpMonth, "expire_month") || sent(ps.Card.ExpYear, "expire_year")
 	n := 0
-	for _, b := range []bool{hasCard, ps.VaultToken != "", ps.Token != ""} {
+	for _, b := range []bool{hasCard, sent(ps.VaultToken, "vault_token"), sent(ps.Token, "token")} {
 		if b {
 			n++
 		}
@@ -289,11 +295,17 @@ func (s *Service) validateSource(ps SourceInput, p *plan) error {
 	if n != 1 {
 		return errs.Invalidf("", "payment_source must contain exactly one of card details, vault_token or token")
 	}
+	if err := bad["gateway_id"]; err != nil {
+		return err
+	}
 	gid, err := vault.CheckGatewayID("gateway_id", ps.GatewayID)
 	if err != nil {
 		return err
 	}
 	p.gatewayID = gid
+	if err := bad["vault_token"]; err != nil {
+		return err
+	}
 	if ps.VaultToken != "" {
 		t, err := vault.CheckToken("vault_token", "vault_token", ps.VaultToken)
 		if err != nil {
@@ -305,22 +317,29 @@ func (s *Service) validateSource(ps SourceInput, p *plan) error {
 			p.flow = 3
 		}
 	}
+	if err := bad["type"]; err != nil {
+		return err
+	}
 	if err := vault.CheckType("type", ps.Type); err != nil {
 		return err
 	}
 	switch {
 	case hasCard:
-		c, err := vault.ValidateCard(ps.Card, s.now())
+		c, err := vault.CheckCard(ps.Card, bad, s.now())
 		if err != nil {
 			return err
 		}
 		p.card, p.flow = c, 1
+	case bad["card_ccv"] != nil:
+		return bad["card_ccv"]
 	case ps.Card.CCV != "":
-		// A CVV beside a vault token or token goes to the gateway only.
-		if len(ps.Card.CCV) < 3 || len(ps.Card.CCV) > 4 || strings.Trim(ps.Card.CCV, "0123456789") != "" {
-			return errs.Invalidf("card_ccv", "card_ccv must be 3 digits")
-		}
+		// A CVV beside a vault token or token goes to the gateway only. Its
+		// rule depends on the card's scheme, which only the record knows:
+		// it is checked when the record is found (references).
 		p.ccv = ps.Card.CCV
+	}
+	if err := bad["token"]; err != nil {
+		return err
 	}
 	if ps.Token != "" {
 		t, err := vault.CheckToken("token", "token", ps.Token)
@@ -330,7 +349,7 @@ func (s *Service) validateSource(ps SourceInput, p *plan) error {
 		p.flow, p.token, p.tokenPath = 2, t, "payment_source.token"
 	}
 	addr := ps.Address
-	if err := vault.CheckAddress(&addr); err != nil {
+	if err := vault.CheckAddressIn(&addr, bad, vault.SourceAddressOrder); err != nil {
 		return err
 	}
 	p.address = addr
@@ -386,6 +405,11 @@ func (s *Service) references(ctx context.Context, account string, p plan) (refs,
 		if err != nil {
 			return r, err
 		}
+		if p.ccv != "" {
+			if err := vault.CheckCCV("payment_source.card_ccv", p.ccv, tok.Scheme); err != nil {
+				return r, err
+			}
+		}
 		if p.gatewayID == "" && tok.GatewayID != "" {
 			if r.gw, err = s.gateways.Active(ctx, account, tok.GatewayID, p.tokenPath); err != nil {
 				return r, err
@@ -397,12 +421,8 @@ func (s *Service) references(ctx context.Context, account string, p plan) (refs,
 		}
 		// A CVV beside a vault token follows spec §6.4 for the record's scheme.
 		if p.ccv != "" {
-			want, msg := 3, "card_ccv must be 3 digits"
-			if r.linked.Scheme == "amex" {
-				want, msg = 4, "card_ccv must be 4 digits for amex"
-			}
-			if len(p.ccv) != want {
-				return r, errs.Invalidf("payment_source.card_ccv", "%s", msg)
+			if err := vault.CheckCCV("payment_source.card_ccv", p.ccv, r.linked.Scheme); err != nil {
+				return r, err
 			}
 		}
 	}

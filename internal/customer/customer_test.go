@@ -266,8 +266,19 @@ func TestCustomerValidateErrors(t *testing.T) {
 			"payment_source.card_number", "card_number failed the Luhn check"},
 		{"card expired", ps(SourceInput{Card: card(func(c *vault.CardInput) { c.ExpMonth, c.ExpYear = "10", "2026" })}), true,
 			"payment_source.expire_year", "card has expired"},
-		{"ccv beside a vault token", ps(SourceInput{VaultToken: vtok, Card: vault.CardInput{CCV: "12"}}), true,
-			"payment_source.card_ccv", "card_ccv must be 3 digits"},
+		{"ccv type error beside a vault token", ps(SourceInput{VaultToken: vtok, Bad: map[string]error{"card_ccv": errs.Invalidf("card_ccv", "card_ccv must be a string")}}), true,
+			"payment_source.card_ccv", "card_ccv must be a string"},
+		{"card type error in table order", ps(SourceInput{Card: card(func(c *vault.CardInput) { c.Name, c.CCV = "", "" }),
+			Bad: map[string]error{"card_ccv": errs.Invalidf("card_ccv", "card_ccv must be a string")}}), true,
+			"payment_source.card_name", "card_name is required"},
+		{"a mistyped card field is card details", ps(SourceInput{GatewayID: "bad", Bad: map[string]error{"card_number": errs.Invalidf("card_number", "card_number must be a string")}}), true,
+			"payment_source.gateway_id", "gateway_id must be a mongodb id"},
+		{"type error after vault_token", ps(SourceInput{VaultToken: "bad", Bad: map[string]error{"address_line1": errs.Invalidf("address_line1", "address_line1 must be a string")}}), true,
+			"payment_source.vault_token", "vault_token must be a uuid"},
+		{"address in §7.1 order: state before city", ps(SourceInput{VaultToken: vtok, Address: vault.Address{City: strings.Repeat("a", 256), State: strings.Repeat("a", 256)}}), true,
+			"payment_source.address_state", "address_state must be at most 255 characters"},
+		{"address in §7.1 order: country before city", ps(SourceInput{VaultToken: vtok, Address: vault.Address{City: strings.Repeat("a", 256), Country: "1"}}), true,
+			"payment_source.address_country", "address_country must be a 2- or 3-letter country code"},
 		{"payment_source.token", ps(SourceInput{Token: "t"}), true, "payment_source.token", "token must be a uuid"},
 		{"address_country", ps(SourceInput{VaultToken: vtok, Address: vault.Address{Country: "A"}}), true,
 			"payment_source.address_country", "address_country must be a 2- or 3-letter country code"},
@@ -342,7 +353,9 @@ func TestCustomerReferences(t *testing.T) {
 	for _, c := range []struct {
 		vt, ccv string
 		msg     string
-	}{{vtok, "123", ""}, {vtok, "1234", "card_ccv must be 3 digits"}, {amex, "1234", ""}, {amex, "123", "card_ccv must be 4 digits for amex"}} {
+	}{{vtok, "123", ""}, {vtok, "1234", "card_ccv must be 3 digits"}, {vtok, "12", "card_ccv must be 3 digits"}, {vtok, "12a", "card_ccv must be 3 digits"},
+		{amex, "1234", ""}, {amex, "123", "card_ccv must be 4 digits for amex"}, {amex, "12", "card_ccv must be 4 digits for amex"},
+		{amex, "12345", "card_ccv must be 4 digits for amex"}, {amex, "12a4", "card_ccv must be 4 digits for amex"}} {
 		r, err := s.references(ctx, "a", plan{flow: 3, vaultTok: c.vt, gatewayID: gwID, ccv: c.ccv})
 		if c.msg == "" {
 			if err != nil || r.linked.Kind != vault.Permanent || r.gw.ID != gwID {

@@ -163,6 +163,9 @@ func WithPrefix(err error, prefix string) error {
 	if prefix == "" || !errors.As(err, &e) {
 		return err
 	}
+	if strings.HasPrefix(e.Path, prefix) {
+		return err // already a full path (a wire error of a nested object)
+	}
 	c := *e
 	if c.Path == "" {
 		c.Path = strings.TrimSuffix(prefix, ".")

@@ -121,13 +121,10 @@ func customerInput(b paydock.Object) customer.Input {
 		fail("payment_source", err)
 	}
 	if present {
-		src := &in.Source
-		src.Present = true
-		fail("payment_source", readStrings(ps, "token", &src.Token, "gateway_id", &src.GatewayID, "vault_token", &src.VaultToken, "type", &src.Type))
-		src.Card, err = cardInput(ps)
-		fail("payment_source", err)
-		src.Address, err = addressInput(ps)
-		fail("payment_source", err)
+		// Its fields' type errors wait for their own turn too.
+		w := newWireFields(ps)
+		in.Source = customer.SourceInput{Present: true, Token: w.str("token"), GatewayID: w.str("gateway_id"),
+			VaultToken: w.str("vault_token"), Type: w.str("type"), Card: w.card(), Address: w.address(), Bad: w.bad}
 	}
 	// A stray top-level field of some plugins: a wrong type is never an error.
 	in.AddressCountry, _ = b.String("address_country")
@@ -278,7 +275,7 @@ type publicSourceJSON struct {
 }
 
 func (s *Server) publicSources(c *call) (int, any, error) {
-	p, err := pageParams(c, "created_at")
+	p, err := skipLimit(c)
 	if err != nil {
 		return 0, nil, err
 	}

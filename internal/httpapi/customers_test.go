@@ -924,6 +924,35 @@ func TestCustomerCreateValidation(t *testing.T) {
 			"default_source", "default_source must be a mongodb id"},
 		row{"payment_source field type before meta", fixed(map[string]any{"meta": "x", "payment_source": card(map[string]any{"card_number": 1})}),
 			"payment_source.card_number", "card_number must be a string"},
+		// A type error inside payment_source waits for its field's turn
+		// (§3.4 step 6, §7.1 table order).
+		row{"gateway_id before a later field's type", fixed(psOnly(map[string]any{"gateway_id": "bad", "type": 5, "card_name": "A",
+			"card_number": cuVisa, "expire_month": 1, "expire_year": 2031})), "payment_source.gateway_id", "gateway_id must be a mongodb id"},
+		row{"gateway_id before a card_number type", fixed(ps(map[string]any{"gateway_id": "bad", "card_number": 4111111111111111})),
+			"payment_source.gateway_id", "gateway_id must be a mongodb id"},
+		row{"vault_token before an address type", fixed(psOnly(map[string]any{"vault_token": "bad", "address_line1": 5})),
+			"payment_source.vault_token", "vault_token must be a uuid"},
+		row{"card_name before a card_ccv type", fixed(ps(map[string]any{"card_name": nil, "card_ccv": 12})),
+			"payment_source.card_name", "card_name is required"},
+		row{"type before a card_ccv type", fixed(ps(map[string]any{"card_ccv": 12, "type": "x"})),
+			"payment_source.type", "type must be one of: card"},
+		row{"Luhn before an expire_month type", fixed(ps(map[string]any{"card_number": "4111111111111112", "expire_month": true})),
+			"payment_source.card_number", "card_number failed the Luhn check"},
+		row{"card_ccv type beside a vault token", fixed(psOnly(map[string]any{"vault_token": vt, "card_ccv": 12})),
+			"payment_source.card_ccv", "card_ccv must be a string"},
+		row{"amex ccv beside a vault token", fixed(psOnly(map[string]any{"vault_token": amexVault, "card_ccv": "12"})),
+			"payment_source.card_ccv", "card_ccv must be 4 digits for amex"},
+		row{"amex ccv of five digits beside a vault token", fixed(psOnly(map[string]any{"vault_token": amexVault, "card_ccv": "12345"})),
+			"payment_source.card_ccv", "card_ccv must be 4 digits for amex"},
+		row{"visa ccv beside a vault token", fixed(psOnly(map[string]any{"vault_token": vt, "card_ccv": "12a"})),
+			"payment_source.card_ccv", "card_ccv must be 3 digits"},
+		// Address rows in §7.1's order: line1, line2, state, country, city, postcode.
+		row{"address_state before address_city", fixed(psOnly(map[string]any{"vault_token": vt, "address_city": long, "address_state": long})),
+			"payment_source.address_state", "address_state must be at most 255 characters"},
+		row{"address_country before address_city", fixed(psOnly(map[string]any{"vault_token": vt, "address_city": long, "address_country": "1"})),
+			"payment_source.address_country", "address_country must be a 2- or 3-letter country code"},
+		row{"address_city before address_postcode", fixed(psOnly(map[string]any{"vault_token": vt, "address_postcode": long, "address_city": 5})),
+			"payment_source.address_city", "address_city must be a string"},
 		row{"token of a wrong type with payment_source", fixed(map[string]any{"token": 1, "payment_source": card(nil)}),
 			"payment_source", "payment_source and token cannot be used together"},
 		row{"payment_source of a wrong type with a token", func(tok func() string) map[string]any {
@@ -1880,6 +1909,9 @@ func TestCustomerPublicSources(t *testing.T) {
 		"secret key":           pub("?query_token="+qt, "x-user-secret-key", e.Secret),
 		"trailing slash":       e.Do("GET", "/v1/customers/payment_sources/?query_token="+qt, nil, "x-user-public-key", e.Public),
 		"repeated query_token": pub("?query_token=" + qt + "&query_token=bad"),
+		// §7.12 takes only query_token, skip and limit: the search's own
+		// parameters are ignored like any unknown one (§1.1).
+		"search parameters ignored": pub("?query_token=" + qt + "&sortkey=updated_at&sortdirection=up&archived=maybe&search=zz"),
 	} {
 		got := items(r)
 		if !reflect.DeepEqual(got, want) {

@@ -11,22 +11,11 @@ import (
 // pageParams reads skip, limit, sortkey, sortdirection and archived
 // (spec §1.7); sortKeys is the endpoint's allowed set.
 func pageParams(c *call, sortKeys ...string) (page.Params, error) {
-	p := page.Params{Limit: page.DefaultLimit, SortKey: "created_at", Desc: true}
+	p, err := skipLimit(c)
+	if err != nil {
+		return p, err
+	}
 	q := c.query
-	if v := q.Get("skip"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return p, errs.Query("skip", "skip must be a whole number from 0")
-		}
-		p.Skip = n
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > page.MaxLimit {
-			return p, errs.Query("limit", "limit must be a whole number from 1 to 1000")
-		}
-		p.Limit = n
-	}
 	if v := q.Get("sortkey"); v != "" {
 		ok := false
 		for _, k := range sortKeys {
@@ -52,6 +41,29 @@ func pageParams(c *call, sortKeys ...string) (page.Params, error) {
 		return p, err
 	}
 	p.Archived = b
+	return p, nil
+}
+
+// skipLimit reads only skip and limit (§1.7), for a listing whose sort
+// and filters are fixed: its other parameters are ignored like any unknown
+// one (§1.1).
+func skipLimit(c *call) (page.Params, error) {
+	p := page.Params{Limit: page.DefaultLimit, SortKey: "created_at", Desc: true}
+	q := c.query
+	if v := q.Get("skip"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return p, errs.Query("skip", "skip must be a whole number from 0")
+		}
+		p.Skip = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > page.MaxLimit {
+			return p, errs.Query("limit", "limit must be a whole number from 1 to 1000")
+		}
+		p.Limit = n
+	}
 	return p, nil
 }
 

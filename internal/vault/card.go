@@ -96,16 +96,27 @@ func ValidateCard(in CardInput, now time.Time) (Card, error) {
 	}
 
 	if in.CCV != "" {
-		want, msg := 3, msgCCV3
-		if Scheme(in.Number) == "amex" {
-			want, msg = 4, msgCCV4Amex
-		}
-		if len(in.CCV) != want || !allDigits(in.CCV) {
-			return Card{}, invalid("card_ccv", msg)
+		if err := CheckCCV("card_ccv", in.CCV, Scheme(in.Number)); err != nil {
+			return Card{}, err
 		}
 	}
 
 	return Card{Name: in.Name, Number: in.Number, ExpMonth: month, ExpYear: year, CCV: in.CCV}, nil
+}
+
+// CheckCCV applies spec §6.4's card_ccv rule for a card of the given
+// scheme: 3 digits, 4 for amex. A CVV sent beside a vault token or a stored
+// source is checked with this once the card's record is found, since only
+// the record knows the scheme.
+func CheckCCV(path, ccv, scheme string) error {
+	want, msg := 3, msgCCV3
+	if scheme == "amex" {
+		want, msg = 4, msgCCV4Amex
+	}
+	if len(ccv) != want || !allDigits(ccv) {
+		return invalid(path, msg)
+	}
+	return nil
 }
 
 // expired reports whether a card expiring in month/year (4-digit) is past

@@ -218,29 +218,63 @@ func CheckType(path, t string) error {
 // CheckAddress validates address fields and upper-cases the country.
 func CheckAddress(a *Address) error { return checkAddress(a, nil) }
 
+// AddressOrder is the order address fields are checked in: that of the
+// token and vault tables (spec §5, §6.1), country last.
+var AddressOrder = []string{"address_line1", "address_line2", "address_line3", "address_city", "address_state", "address_postcode", "address_country"}
+
+// SourceAddressOrder is the order of a customer's payment_source address
+// rows (spec §7.1: line1, line2, state, country, city, postcode; line3, only
+// "also accepted", beside line2).
+var SourceAddressOrder = []string{"address_line1", "address_line2", "address_line3", "address_state", "address_country", "address_city", "address_postcode"}
+
 // checkAddress is CheckAddress reporting a wire error of bad in its
 // field's turn.
 func checkAddress(a *Address, bad map[string]error) error {
-	for _, f := range []struct{ name, v string }{{"address_line1", a.Line1}, {"address_line2", a.Line2}, {"address_line3", a.Line3},
-		{"address_city", a.City}, {"address_state", a.State}, {"address_postcode", a.Postcode}} {
-		if err := bad[f.name]; err != nil {
+	return CheckAddressIn(a, bad, AddressOrder)
+}
+
+// CheckAddressIn validates the address fields in the given order (names
+// from AddressOrder), reporting the first failure: a wire error of bad (a
+// wrong JSON type) or a rule; it upper-cases the country.
+func CheckAddressIn(a *Address, bad map[string]error, order []string) error {
+	for _, name := range order {
+		if err := bad[name]; err != nil {
 			return err
 		}
-		if err := contact.Text(f.name, f.name, f.v); err != nil {
+		if name == "address_country" {
+			if a.Country != "" {
+				c, err := contact.Country(name, a.Country)
+				if err != nil {
+					return err
+				}
+				a.Country = c
+			}
+			continue
+		}
+		if err := contact.Text(name, name, *a.field(name)); err != nil {
 			return err
 		}
-	}
-	if err := bad["address_country"]; err != nil {
-		return err
-	}
-	if a.Country != "" {
-		c, err := contact.Country("address_country", a.Country)
-		if err != nil {
-			return err
-		}
-		a.Country = c
 	}
 	return nil
+}
+
+// field returns the address line named name (not the country).
+func (a *Address) field(name string) *string {
+	switch name {
+	case "address_line1":
+		return &a.Line1
+	case "address_line2":
+		return &a.Line2
+	case "address_line3":
+		return &a.Line3
+	case "address_city":
+		return &a.City
+	case "address_state":
+		return &a.State
+	case "address_postcode":
+		return &a.Postcode
+	}
+	panic("vault: unknown address field " + name)
 }
 
 // CheckGatewayID checks the shape of an optional gateway id.
@@ -302,6 +336,15 @@ func checkCard(in CardInput, bad map[string]error, now time.Time) (Card, error) 
 }
 
 // hasBadCard reports whether a card field was sent with a wrong JSON type.
+// CheckCard is ValidateCard reporting a wire error of bad (a card field of
+// the wrong JSON type) in its field's turn.
+func CheckCard(in CardInput, bad map[string]error, now time.Time) (Card, error) {
+	return checkCard(in, bad, now)
+}
+
+// HasBadCard reports whether a card field was sent with a wrong JSON type.
+func HasBadCard(bad map[string]error) bool { return hasBadCard(bad) }
+
 func hasBadCard(bad map[string]error) bool {
 	for _, f := range cardFields {
 		if bad[f] != nil {
