@@ -363,6 +363,9 @@ func CheckMeta(m map[string]any) error {
 	if len(m) > 50 {
 		return bad
 	}
+	// U+0000 cannot be stored on PostgreSQL (paydock.Object's fields are
+	// checked as they are read; meta is read whole). The key is not echoed.
+	nul := errs.Invalidf("meta", "meta must not contain the NUL character")
 	for k, v := range m {
 		if utf8.RuneCountInString(k) > 64 || k == "" {
 			return bad
@@ -372,9 +375,15 @@ func CheckMeta(m map[string]any) error {
 			if utf8.RuneCountInString(x) > 500 {
 				return bad
 			}
+			if strings.ContainsRune(x, 0) {
+				return nul
+			}
 		case json.Number, bool:
 		default:
 			return bad
+		}
+		if strings.ContainsRune(k, 0) {
+			return nul
 		}
 	}
 	return nil

@@ -90,13 +90,13 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Query values are text the stores keep or compare: U+0000 is refused
-	// on both engines alike (PostgreSQL cannot hold it).
-	for name, vs := range c.query {
-		for _, v := range vs {
-			if strings.ContainsRune(v, 0) || strings.ContainsRune(name, 0) {
-				fail(errs.Query(name, name+" must not contain the NUL character"))
-				return
-			}
+	// on both engines alike (PostgreSQL cannot hold it), in the parameters
+	// Switchyard reads (their first value, §1.1); unknown ones are ignored,
+	// and no client-chosen name is echoed.
+	for _, name := range queryNames {
+		if strings.ContainsRune(c.query.Get(name), 0) {
+			fail(errs.Query(name, name+" must not contain the NUL character"))
+			return
 		}
 	}
 	// 4. body: POST and PUT only; GET and DELETE bodies are never read.
@@ -228,3 +228,8 @@ func pathParams(pattern string) []string {
 	}
 	return out
 }
+
+// queryNames are the query parameters any endpoint reads.
+var queryNames = []string{"skip", "limit", "sortkey", "sortdirection", "archived", "search", "id", "gateway_id",
+	"payment_source_id", "customer_id", "reference", "company_name", "status", "created_at.from", "created_at.to",
+	"query_token", "public_key", "capture", "type", "mode", "vault_type"}

@@ -1658,8 +1658,25 @@ func TestNULIsRefused(t *testing.T) {
 	if after := e.Do("GET", "/v1/customers", nil).Resource()["count"]; after != before {
 		t.Fatalf("a customer was written: %v → %v", before, after)
 	}
+	r = e.Do("POST", "/v1/customers", `{"meta":{"k":"a\u0000"},"payment_source":{"gateway_id":"`+e.Gateway+`","card_name":"Ada","card_number":"4111111111111111","expire_month":1,"expire_year":2031}}`)
+	if code, _, path, msgs := r.ErrorDetails(); r.Status != 400 || code != "ValidationError" || path != "meta" || len(msgs) != 1 || msgs[0] != "meta must not contain the NUL character" {
+		t.Fatalf("meta NUL: %d %s", r.Status, r.Raw)
+	}
+	if after := e.Do("GET", "/v1/customers", nil).Resource()["count"]; after != before {
+		t.Fatalf("a customer was written: %v → %v", before, after)
+	}
 	r = e.Do("GET", "/v1/customers?search=a%00b", nil)
 	if code, msg, path, _ := r.ErrorDetails(); r.Status != 400 || code != "ValidationError" || msg != "query validation failed" || path != "search" {
 		t.Fatalf("query NUL: %d %s", r.Status, r.Raw)
+	}
+	// Unknown fields and parameters are ignored (§1.1, §1.2), NUL or not,
+	// and a client-chosen name is never echoed (it could be a card number).
+	r = e.Do("POST", "/v1/customers", `{"notes":"a\u0000b","4111111111111111":"\u0000","payment_source":{"x\u0000":1,"gateway_id":"`+e.Gateway+`","card_name":"Ada","card_number":"4111111111111111","expire_month":1,"expire_year":2031}}`)
+	if r.Status != 201 {
+		t.Fatalf("unknown fields with NUL: %d %s", r.Status, r.Raw)
+	}
+	r = e.Do("GET", "/v1/customers?4111111111111111=%00&foo=%00&search=ok&search=%00", nil)
+	if r.Status != 200 || strings.Contains(string(r.Raw), "4111111111111111") {
+		t.Fatalf("unknown query parameters with NUL: %d %s", r.Status, r.Raw)
 	}
 }

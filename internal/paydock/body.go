@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"strconv"
 	"strings"
 
 	"switchyard/internal/errs"
@@ -33,43 +32,17 @@ func ParseBody(b []byte) (Object, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Object{}, bodyError()
 	}
-	if err := noNUL("", m); err != nil {
-		return Object{}, err
-	}
 	return Object{M: m}, nil
 }
 
-// noNUL rejects U+0000 anywhere in a string or key: PostgreSQL cannot store
-// it in text, and both engines must answer the same (a 400, never a 500).
-func noNUL(path string, v any) error {
-	bad := func(p string) error {
-		seg := p[strings.LastIndex(p, ".")+1:]
-		return errs.Invalidf(p, "%s must not contain the NUL character", seg)
-	}
-	switch x := v.(type) {
-	case string:
-		if strings.ContainsRune(x, 0) {
-			return bad(path)
-		}
-	case map[string]any:
-		for k, e := range x {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			if strings.ContainsRune(k, 0) {
-				return bad(p)
-			}
-			if err := noNUL(p, e); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, e := range x {
-			if err := noNUL(path+"."+strconv.Itoa(i), e); err != nil {
-				return err
-			}
-		}
+// noNUL rejects U+0000 in a field's string: PostgreSQL cannot store it in
+// text, and both engines must answer the same (a 400, never a 500). It is
+// checked when a known field is read, so an unknown field holding one is
+// ignored like any unknown field (§1.2), and no client-chosen name is ever
+// echoed in the error.
+func (o Object) noNUL(name, s string) error {
+	if strings.ContainsRune(s, 0) {
+		return errs.Invalidf(o.Path(name), "%s must not contain the NUL character", name)
 	}
 	return nil
 }
@@ -108,6 +81,9 @@ func (o Object) String(name string) (string, error) {
 	if !isStr {
 		return "", o.typeErr(name, "a string")
 	}
+	if err := o.noNUL(name, s); err != nil {
+		return "", err
+	}
 	return s, nil
 }
 
@@ -121,6 +97,9 @@ func (o Object) StringSet(name string) (s string, set bool, err error) {
 	s, isStr := v.(string)
 	if !isStr {
 		return "", false, o.typeErr(name, "a string")
+	}
+	if err := o.noNUL(name, s); err != nil {
+		return "", false, err
 	}
 	return s, true, nil
 }
@@ -171,6 +150,9 @@ func (o Object) numberText(name, want string) (string, error) {
 	}
 	switch v := raw.(type) {
 	case string:
+		if err := o.noNUL(name, v); err != nil {
+			return "", err
+		}
 		return v, nil
 	case json.Number:
 		return v.String(), nil
