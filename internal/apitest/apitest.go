@@ -49,6 +49,8 @@ type Options struct {
 	Now         func() time.Time
 	// StripeAPIBase points the Stripe connector somewhere (stripe-mock).
 	StripeAPIBase string
+	// SimulatorLatency delays every Simulator call.
+	SimulatorLatency time.Duration
 }
 
 // SyncBuffer is a goroutine-safe log sink.
@@ -104,7 +106,7 @@ func New(t testing.TB, opts ...Options) *Env {
 		t.Fatal(err)
 	}
 	st := store.New(eng)
-	svc := app.NewServices(st, ring, o.Now, app.Options{StripeAPIBase: o.StripeAPIBase})
+	svc := app.NewServices(st, ring, o.Now, app.Options{StripeAPIBase: o.StripeAPIBase, SimulatorLatency: o.SimulatorLatency})
 	lines, err := app.Sandbox(ctx, svc)
 	if err != nil {
 		t.Fatal(err)

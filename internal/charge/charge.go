@@ -26,6 +26,9 @@ const (
 	Refunded        = "refunded"
 )
 
+// Statuses are a charge's statuses (§8.2), in the order the spec lists them.
+var Statuses = []string{Complete, Pending, Failed, Cancelled, InProgress, RefundRequested, Refunded}
+
 // Transaction types and statuses.
 const (
 	Sale          = "sale"

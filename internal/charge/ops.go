@@ -19,6 +19,13 @@ type OpInput struct {
 
 // amountFor reads an optional amount of the charge's currency.
 func amountFor(c Charge, in OpInput, full int64) (int64, error) {
+	// Table order: the amount's shape, then the currency, then the amount
+	// in the charge's currency.
+	if in.Amount != "" {
+		if err := money.CheckAmountText("amount", in.Amount); err != nil {
+			return 0, err
+		}
+	}
 	if in.Currency != "" {
 		cur, ok := money.LookupCurrency(in.Currency)
 		if !ok || cur.Code != c.Currency.Code {
@@ -32,14 +39,49 @@ func amountFor(c Charge, in OpInput, full int64) (int64, error) {
 }
 
 // begin starts an operation on a charge: fn checks the state and returns
-// the transaction to append; the append commits before any gateway call,
-// so concurrent operations on one charge are serialised.
+// the transaction to append; the append commits before any gateway call.
+// Operations on one charge are serialised (§8.6): while another one waits
+// for its gateway's answer, this one waits for it to finish (the database
+// is polled, so it works across nodes), then checks the state it left.
 func (s *Service) begin(ctx context.Context, account, id string, fn func(c *Charge) (Txn, error)) (Charge, Txn, gateway.Gateway, error) {
+	delay := 5 * time.Millisecond
+	for {
+		c, txn, g, err := s.beginOnce(ctx, account, id, fn)
+		if !errors.Is(err, errBusy) {
+			return c, txn, g, err
+		}
+		// The other operation's call has a bounded time (the connectors'
+		// timeouts); past it, its outcome is unknown until the reconciler
+		// settles it, and waiting would not help.
+		if !c.callRunning(s.now(), opCallLimit) {
+			return Charge{}, Txn{}, gateway.Gateway{}, errBusy
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Charge{}, Txn{}, gateway.Gateway{}, errBusy
+		case <-t.C:
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
+
+// opCallLimit bounds how long an operation's gateway call can still be
+// running: the longest connector timeout (Stripe's 30 s) and a margin.
+const opCallLimit = 35 * time.Second
+
+// beginOnce is one attempt of begin. On errBusy it returns the charge as
+// read, for begin to see how long the other operation has run.
+func (s *Service) beginOnce(ctx context.Context, account, id string, fn func(c *Charge) (Txn, error)) (Charge, Txn, gateway.Gateway, error) {
 	cur, err := s.Get(ctx, account, id)
 	if err != nil {
 		return Charge{}, Txn{}, gateway.Gateway{}, err
 	}
 	if _, err := fn(&cur); err != nil { // validate before touching anything
+		if errors.Is(err, errBusy) {
+			return cur, Txn{}, gateway.Gateway{}, err
+		}
 		return Charge{}, Txn{}, gateway.Gateway{}, err
 	}
 	g, err := s.gateways.Get(ctx, account, cur.GatewayID)
@@ -54,6 +96,7 @@ func (s *Service) begin(ctx context.Context, account, id string, fn func(c *Char
 	c, err := s.store.UpdateCharge(ctx, account, id, func(c *Charge) (*Stats, error) {
 		t, err := fn(c)
 		if err != nil {
+			cur = *c // as it is now, for begin to see the other operation
 			return nil, err
 		}
 		txn = t
@@ -61,16 +104,19 @@ func (s *Service) begin(ctx context.Context, account, id string, fn func(c *Char
 		c.UpdatedAt = t.CreatedAt
 		return nil, nil
 	})
+	if errors.Is(err, errBusy) {
+		// Another operation began between the read and the write.
+		return cur, Txn{}, gateway.Gateway{}, err
+	}
 	if err != nil {
 		return Charge{}, Txn{}, gateway.Gateway{}, errs.Wrap("charge.begin", err)
 	}
 	return c, txn, g, nil
 }
 
+// stateErr is §8.6's wrong-status error, its message exactly as the spec
+// writes it (for inprogress too: the outcome is not known yet).
 func stateErr(verb, status string) error {
-	if status == InProgress {
-		return errs.Unfulfilledf("", "charge cannot be %s in status %s: its outcome is not known yet", verb, status)
-	}
 	return errs.Unfulfilledf("", "charge cannot be %s in status %s", verb, status)
 }
 
@@ -80,7 +126,12 @@ func (s *Service) newTxn(typ string, amount int64, status string) Txn {
 		NextAttemptAt: now.Add(s.Reconcile)}
 }
 
-func busyErr() error { return errs.Unfulfilledf("", "another operation on this charge is in progress") }
+// errBusy refuses an operation while another one on the charge has an
+// outcome not known yet (its gateway call timed out, or is still running
+// after begin stopped waiting).
+var errBusy = errs.Unfulfilledf("", "another operation on this charge is in progress")
+
+func busyErr() error { return errBusy }
 
 // Capture captures an authorisation, fully or partly (spec §8.6).
 func (s *Service) Capture(ctx context.Context, account, id string, in OpInput) (Charge, error) {

@@ -76,6 +76,11 @@ type Input struct {
 	Token           string
 	Customer        customer.Text // first/last name, email, phone, reference
 	Source          customer.SourceInput
+	// Bad and CustomerBad hold the wire-decoding errors (wrong JSON type)
+	// of top-level fields and of the customer object's, keyed by field
+	// name (Source.Bad those of customer.payment_source): each is
+	// reported in its field's turn of the §8.1 table (§3.4 step 6).
+	Bad, CustomerBad map[string]error
 }
 
 // plan is a validated charge, ready for gateway selection.
@@ -83,13 +88,29 @@ type plan struct {
 	amount   int64
 	cur      money.Currency
 	capture  bool
-	gatewayP string // customer.payment_source.gateway_id
+	gatewayP string     // customer.payment_source.gateway_id
+	vaultTok string     // customer.payment_source.vault_token, normalised
+	card     vault.Card // one-off card details, validated
+	hasCard  bool
 }
 
+// validate checks the body in the order of the §8.1 table (§3.4 step 6),
+// each field's wire error in its turn; it looks nothing up.
 func (s *Service) validate(in *Input) (plan, error) {
 	var p plan
+	bad := func(m map[string]error, name string) error { return m[name] }
+	// amount: its shape first; its decimals and range need the currency.
+	if err := bad(in.Bad, "amount"); err != nil {
+		return p, err
+	}
 	if in.Amount == "" {
 		return p, errs.Invalidf("amount", "amount is required")
+	}
+	if err := money.CheckAmountText("amount", in.Amount); err != nil {
+		return p, err
+	}
+	if err := bad(in.Bad, "currency"); err != nil {
+		return p, err
 	}
 	if in.Currency == "" {
 		return p, errs.Invalidf("currency", "currency is required")
@@ -103,6 +124,9 @@ func (s *Service) validate(in *Input) (plan, error) {
 		return p, err
 	}
 	p.amount, p.cur, p.capture = amt, cur, true
+	if err := bad(in.Bad, "capture"); err != nil {
+		return p, err
+	}
 	if in.CaptureSet && !in.Capture {
 		p.capture = false
 	}
@@ -114,9 +138,15 @@ func (s *Service) validate(in *Input) (plan, error) {
 		return p, errs.Query("capture", "capture must be true or false")
 	}
 	for _, f := range []struct{ name, v string }{{"reference", in.Reference}, {"description", in.Description}} {
+		if err := bad(in.Bad, f.name); err != nil {
+			return p, err
+		}
 		if err := contact.Text(f.name, f.name, f.v); err != nil {
 			return p, err
 		}
+	}
+	if err := bad(in.Bad, "meta"); err != nil {
+		return p, err
 	}
 	if in.MetaSet {
 		if err := customer.CheckMeta(in.Meta); err != nil {
@@ -124,47 +154,112 @@ func (s *Service) validate(in *Input) (plan, error) {
 		}
 	}
 	for _, f := range []struct{ name, v string }{{"customer_id", in.CustomerID}, {"payment_source_id", in.PaymentSourceID}} {
+		if err := bad(in.Bad, f.name); err != nil {
+			return p, err
+		}
 		if f.v != "" && !paydock.IsID(f.v) {
 			return p, errs.Invalidf(f.name, "%s must be a mongodb id", f.name)
 		}
 	}
 	in.CustomerID, in.PaymentSourceID = paydock.NormalizeID(in.CustomerID), paydock.NormalizeID(in.PaymentSourceID)
-	byCustomer := in.CustomerID != "" || in.PaymentSourceID != ""
-	if in.Token != "" && !byCustomer {
+	ps, sb := in.Source, in.Source.Bad
+	if in.CustomerID != "" || in.PaymentSourceID != "" {
+		// Rule 1: the customer object is ignored but for the gateway of a
+		// gateway-less source and a re-typed CVV; the token is ignored.
+		if err := bad(sb, "gateway_id"); err != nil {
+			return p, err
+		}
+		if p.gatewayP, err = vault.CheckGatewayID("customer.payment_source.gateway_id", ps.GatewayID); err != nil {
+			return p, err
+		}
+		return p, bad(sb, "card_ccv")
+	}
+	sent := func(v, name string) bool { return v != "" || sb[name] != nil }
+	p.hasCard = sent(ps.Card.Name, "card_name") || sent(ps.Card.Number, "card_number") ||
+		sent(ps.Card.ExpMonth, "expire_month") || sent(ps.Card.ExpYear, "expire_year")
+	if err := bad(in.Bad, "token"); err != nil {
+		return p, err
+	}
+	if in.Token != "" {
+		if p.hasCard || sent(ps.VaultToken, "vault_token") {
+			return p, errs.Invalidf("token", "token cannot be combined with customer.payment_source")
+		}
 		t, err := vault.CheckToken("token", "token", in.Token)
 		if err != nil {
 			return p, err
 		}
 		in.Token = t
 	}
+	if err := bad(in.Bad, "customer"); err != nil {
+		return p, err
+	}
 	t := in.Customer
-	for _, f := range []struct{ name, v string }{{"first_name", t.FirstName}, {"last_name", t.LastName}, {"reference", t.Reference}} {
-		if err := contact.Text("customer."+f.name, f.name, f.v); err != nil {
+	for _, f := range []struct{ name, v string }{{"first_name", t.FirstName}, {"last_name", t.LastName}, {"email", t.Email},
+		{"phone", t.Phone}, {"reference", t.Reference}} {
+		if err := bad(in.CustomerBad, f.name); err != nil {
 			return p, err
 		}
-	}
-	if t.Email != "" {
-		if err := contact.Email("customer.email", t.Email); err != nil {
-			return p, err
+		path := "customer." + f.name
+		switch {
+		case f.name == "email" && f.v != "":
+			err = contact.Email(path, f.v)
+		case f.name == "phone" && f.v != "":
+			in.Customer.Phone, err = contact.Phone(path, f.v, ps.Address.Country)
+		default:
+			err = contact.Text(path, f.name, f.v)
 		}
-	}
-	if t.Phone != "" {
-		ph, err := contact.Phone("customer.phone", t.Phone, in.Source.Address.Country)
 		if err != nil {
 			return p, err
 		}
-		in.Customer.Phone = ph
 	}
-	ps := in.Source
-	gid, err := vault.CheckGatewayID("customer.payment_source.gateway_id", ps.GatewayID)
-	if err != nil {
+	if err := bad(in.CustomerBad, "payment_source"); err != nil {
 		return p, err
 	}
-	p.gatewayP = gid
-	if err := vault.CheckType("customer.payment_source.type", ps.Type); err != nil {
-		return p, err
+	if err := s.validateOneOff(ps, &p); err != nil {
+		return p, errs.WithPrefix(err, "customer.payment_source.")
 	}
 	return p, nil
+}
+
+// validateOneOff checks customer.payment_source of a one-off charge (rules
+// 2 and 3) in table order; paths are relative to it.
+func (s *Service) validateOneOff(ps customer.SourceInput, p *plan) error {
+	sb := ps.Bad
+	if err := sb["gateway_id"]; err != nil {
+		return err
+	}
+	gid, err := vault.CheckGatewayID("gateway_id", ps.GatewayID)
+	if err != nil {
+		return err
+	}
+	p.gatewayP = gid
+	if err := sb["vault_token"]; err != nil {
+		return err
+	}
+	if ps.VaultToken != "" {
+		if p.hasCard {
+			return errs.Invalidf("", "payment_source must contain exactly one of card details, vault_token or token")
+		}
+		if p.vaultTok, err = vault.CheckToken("vault_token", "vault_token", ps.VaultToken); err != nil {
+			return err
+		}
+	}
+	switch {
+	case p.hasCard:
+		if p.card, err = vault.CheckCard(ps.Card, sb, s.now()); err != nil {
+			return err
+		}
+	case sb["card_ccv"] != nil:
+		return sb["card_ccv"]
+	}
+	if err := sb["type"]; err != nil {
+		return err
+	}
+	if err := vault.CheckType("type", ps.Type); err != nil {
+		return err
+	}
+	addr := ps.Address
+	return vault.CheckAddressIn(&addr, sb, vault.AddressOrder)
 }
 
 // source is the chosen payment source of a charge.
@@ -260,9 +355,6 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 			Phone: cu.Text.Phone, Reference: cu.Text.Reference, Source: sourceSnap(cs.Card, cs.ID, cs.VaultToken, src.gw)}
 		return src, nil
 	case in.Token != "":
-		if hasCard(ps.Card) || ps.VaultToken != "" {
-			return src, errs.Invalidf("token", "token cannot be combined with customer.payment_source")
-		}
 		tok, err := s.vault.CheckOneTime(ctx, account, in.Token, "token")
 		if err != nil {
 			return src, err
@@ -278,22 +370,15 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 		src.snap = oneOffSnap(in.Customer, tok.Contact)
 		src.snap.Source = sourceSnap(tok, "", "", src.gw)
 		return src, nil
-	case ps.VaultToken != "" || hasCard(ps.Card):
-		if ps.VaultToken != "" && hasCard(ps.Card) {
-			return src, errs.Invalidf("customer.payment_source", "payment_source must contain exactly one of card details, vault_token or token")
-		}
+	case p.vaultTok != "" || p.hasCard:
 		var err error
 		if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, "", false); err != nil {
 			return src, err
 		}
 		src.oneOff = true
 		src.snap = oneOffSnap(in.Customer, vault.Contact{})
-		if ps.VaultToken != "" {
-			t, err := vault.CheckToken("customer.payment_source.vault_token", "vault_token", ps.VaultToken)
-			if err != nil {
-				return src, err
-			}
-			rec, err := s.vault.ForCharge(ctx, account, t, "customer.payment_source.vault_token")
+		if p.vaultTok != "" {
+			rec, err := s.vault.ForCharge(ctx, account, p.vaultTok, "customer.payment_source.vault_token")
 			if err != nil {
 				return src, err
 			}
@@ -313,10 +398,7 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 			src.snap.Source = sourceSnap(rec, "", rec.Token, src.gw)
 			return src, nil
 		}
-		card, err := vault.ValidateCard(ps.Card, s.now())
-		if err != nil {
-			return src, errs.WithPrefix(err, "customer.payment_source.")
-		}
+		card := p.card
 		masked, err := s.vault.Mask(ctx, account, card)
 		if err != nil {
 			return src, err
@@ -501,6 +583,17 @@ func (c *Charge) txn(id string) *Txn {
 		}
 	}
 	return nil
+}
+
+// callRunning reports whether the charge's operation waiting for its
+// answer began less than limit ago: its gateway call may still be running.
+func (c *Charge) callRunning(now time.Time, limit time.Duration) bool {
+	for _, t := range c.Transactions {
+		if t.Status == TxnInProgress && now.Sub(t.CreatedAt) < limit {
+			return true
+		}
+	}
+	return false
 }
 
 // busy reports an operation of this charge still waiting for its answer.

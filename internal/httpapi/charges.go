@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,67 +103,51 @@ func toChargeJSON(c charge.Charge) chargeJSON {
 	return out
 }
 
-func chargeInput(c *call) (charge.Input, error) {
-	b := c.body
-	var in charge.Input
-	var err error
-	if in.Amount, err = b.Amount("amount"); err != nil {
-		return in, err
+// chargeInput decodes a charge body. A field of the wrong JSON type is not
+// reported here but kept in the input's Bad maps, so validation reports it
+// in that field's turn of the §8.1 table (spec §3.4 step 6).
+func chargeInput(c *call) charge.Input {
+	w := newWireFields(c.body)
+	in := charge.Input{QueryCapture: c.query.Get("capture"), Bad: w.bad}
+	amount, err := c.body.Amount("amount")
+	if err != nil {
+		w.bad["amount"] = err
 	}
-	if in.Currency, err = b.String("currency"); err != nil {
-		return in, err
+	in.Amount, in.Currency = amount, w.str("currency")
+	capture, set, err := c.body.Bool("capture")
+	if err != nil {
+		w.bad["capture"] = err
 	}
-	if in.Capture, in.CaptureSet, err = b.Bool("capture"); err != nil {
-		return in, err
-	}
-	in.QueryCapture = c.query.Get("capture")
-	if err := readStrings(b, "reference", &in.Reference, "description", &in.Description); err != nil {
-		return in, err
-	}
-	if b.Has("meta") {
-		m, _, err := b.Object("meta")
+	in.Capture, in.CaptureSet = capture, set
+	in.Reference, in.Description = w.str("reference"), w.str("description")
+	if c.body.Has("meta") {
+		m, _, err := c.body.Object("meta")
 		if err != nil {
-			return in, errs.Invalidf("meta", "meta must be an object of strings, numbers or booleans")
+			w.bad["meta"] = errs.Invalidf("meta", "meta must be an object of strings, numbers or booleans")
 		}
 		in.Meta, in.MetaSet = m.M, true
 	}
-	if err := readStrings(b, "customer_id", &in.CustomerID, "payment_source_id", &in.PaymentSourceID, "token", &in.Token); err != nil {
-		return in, err
-	}
-	cu, _, err := b.Object("customer")
+	in.CustomerID, in.PaymentSourceID, in.Token = w.str("customer_id"), w.str("payment_source_id"), w.str("token")
+	cu, _, err := c.body.Object("customer")
 	if err != nil {
-		return in, err
+		w.bad["customer"] = err
 	}
-	t := &in.Customer
-	if err := readStrings(cu, "first_name", &t.FirstName, "last_name", &t.LastName, "email", &t.Email, "phone", &t.Phone, "reference", &t.Reference); err != nil {
-		return in, err
-	}
+	cw := newWireFields(cu)
+	in.Customer = customer.Text{FirstName: cw.str("first_name"), LastName: cw.str("last_name"), Email: cw.str("email"),
+		Phone: cw.str("phone"), Reference: cw.str("reference")}
+	in.CustomerBad = cw.bad
 	ps, present, err := cu.Object("payment_source")
 	if err != nil {
-		return in, err
+		cw.bad["payment_source"] = err
 	}
-	src := customer.SourceInput{Present: present}
-	if present {
-		if err := readStrings(ps, "gateway_id", &src.GatewayID, "vault_token", &src.VaultToken, "type", &src.Type); err != nil {
-			return in, err
-		}
-		if src.Card, err = cardInput(ps); err != nil {
-			return in, err
-		}
-		if src.Address, err = addressInput(ps); err != nil {
-			return in, err
-		}
-	}
-	in.Source = src
-	return in, nil
+	pw := newWireFields(ps)
+	in.Source = customer.SourceInput{Present: present, GatewayID: pw.str("gateway_id"), VaultToken: pw.str("vault_token"),
+		Type: pw.str("type"), Card: pw.card(), Address: pw.address(), Bad: pw.bad}
+	return in
 }
 
 func (s *Server) createCharge(c *call) (int, any, error) {
-	in, err := chargeInput(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	ch, err := s.Charges.Create(c.ctx, c.account.ID, in)
+	ch, err := s.Charges.Create(c.ctx, c.account.ID, chargeInput(c))
 	return chargeResult(http.StatusCreated, ch, err)
 }
 
@@ -235,6 +220,13 @@ func parseDate(v string, end bool) (time.Time, bool) {
 		}
 		return t, true
 	}
+	// RFC 3339 §5.6 allows a lower-case "t" and "z", and a space for "T".
+	if len(v) > 10 && (v[10] == 't' || v[10] == ' ') {
+		v = v[:10] + "T" + v[11:]
+	}
+	if strings.HasSuffix(v, "z") {
+		v = v[:len(v)-1] + "Z"
+	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05"} {
 		if t, err := time.Parse(layout, v); err == nil {
 			return t.UTC(), true
@@ -250,6 +242,9 @@ func (s *Server) listCharges(c *call) (int, any, error) {
 	}
 	q := c.query
 	f := charge.Filter{Status: q.Get("status"), Reference: q.Get("reference"), Search: strings.ToLower(q.Get("search"))}
+	if f.Status != "" && !slices.Contains(charge.Statuses, f.Status) {
+		return 0, nil, errs.Query("status", "status must be one of: "+strings.Join(charge.Statuses, ", "))
+	}
 	for _, id := range []struct {
 		name string
 		dst  *string

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -207,7 +208,26 @@ func TestChargeBadInput(t *testing.T) {
 		msg   string
 	}{
 		{"amount zero", map[string]any{"amount": 0, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
-		{"amount negative", map[string]any{"amount": -5, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
+		// A negative JSON number is a number ≤ 0 (§1.6); a signed string is not a number (§1.3).
+		{"amount negative", map[string]any{"amount": -5, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
+		{"amount a signed string", map[string]any{"amount": "-5", "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
+		{"amount with an exponent, too precise", map[string]any{"amount": json.Number("1e-3"), "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount has more decimal places than AUD allows"},
+		// Table order (§3.4 step 6, §8.1): amount, currency, capture, reference, …
+		{"amount before a later type error", map[string]any{"amount": 0, "currency": "AUD", "reference": 5, "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
+		{"amount before capture's type", map[string]any{"amount": 0, "currency": "AUD", "capture": "false", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
+		{"amount before currency's type", map[string]any{"amount": 0, "currency": 5, "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
+		{"amount's shape before the currency", map[string]any{"amount": "x", "currency": "ZZZ", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
+		{"reference type", map[string]any{"amount": 10, "currency": "AUD", "reference": 5, "customer_id": e.customer}, "", "ValidationError", "reference", "reference must be a string"},
+		{"customer email before phone", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"email": "bad", "phone": "x", "first_name": "A",
+			"payment_source": card(nil)["payment_source"]}}, "", "ValidationError", "customer.email", "email must be a valid email address"},
+		// Fields before references (§3.4 steps 6, 7).
+		{"card rule before an unknown gateway", map[string]any{"amount": 10, "currency": "AUD", "customer": card(map[string]any{"gateway_id": "000000000000000000000000", "card_number": "4242424242424241"})}, "", "ValidationError", "customer.payment_source.card_number", "card_number failed the Luhn check"},
+		{"vault token shape before an unknown gateway", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{"gateway_id": "000000000000000000000000", "vault_token": "nope"}}}, "", "ValidationError", "customer.payment_source.vault_token", "vault_token must be a uuid"},
+		{"card field type before an unknown gateway", map[string]any{"amount": 10, "currency": "AUD", "customer": card(map[string]any{"gateway_id": "000000000000000000000000", "expire_month": true})}, "", "ValidationError", "customer.payment_source.expire_month", "expire_month must be a string"},
+		// A CVV beside a stored card follows §6.4 for that card's scheme.
+		{"cvv beside customer_id", map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "customer": map[string]any{"payment_source": map[string]any{"card_ccv": "12345"}}}, "", "ValidationError", "customer.payment_source.card_ccv", "card_ccv must be 3 digits"},
+		{"cvv of a wrong type beside customer_id", map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "customer": map[string]any{"payment_source": map[string]any{"card_ccv": 123}}}, "", "ValidationError", "customer.payment_source.card_ccv", "card_ccv must be a string"},
+		{"amex cvv beside a vault token", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{"gateway_id": e.Gateway, "vault_token": e.amexVault(), "card_ccv": "12"}}}, "", "ValidationError", "customer.payment_source.card_ccv", "card_ccv must be 4 digits for amex"},
 		{"too many decimals", map[string]any{"amount": "10.005", "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount has more decimal places than AUD allows"},
 		{"amount a boolean", map[string]any{"amount": true, "currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
 		{"amount missing", map[string]any{"currency": "AUD", "customer_id": e.customer}, "", "ValidationError", "amount", "amount is required"},
@@ -300,13 +320,93 @@ func TestChargeUnknownOutcomeIsReconciled(t *testing.T) {
 	d := chStatus(t, e.charge(body, ""), 201, "inprogress")
 	id := d["_id"].(string)
 	r := e.Do("POST", "/v1/charges/"+id+"/refunds", nil)
-	if _, msg, _, _ := r.ErrorDetails(); r.Status != 400 || msg != "charge cannot be refunded in status inprogress: its outcome is not known yet" {
+	if _, msg, _, _ := r.ErrorDetails(); r.Status != 400 || msg != "charge cannot be refunded in status inprogress" {
 		t.Fatalf("refund of inprogress: %s", r.Raw)
 	}
 	e.reconcile()
 	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
 	if d["external_id"] == nil || chTxns(d)[0] != "sale:complete:10" {
 		t.Fatalf("reconciled charge: %v", d)
+	}
+}
+
+// Readings of the spec a black-box review checked (§1.3, §3.4, §8.1, §8.6).
+func TestChargeSpecReadings(t *testing.T) {
+	e := newCH(t)
+	// A JSON number is read exactly from its text, exponent and all.
+	d := chStatus(t, e.charge(map[string]any{"amount": json.Number("1e2"), "currency": "AUD", "customer_id": e.customer}, ""), 201, "complete")
+	if d["amount"] != 100.0 {
+		t.Fatalf("1e2 charged %v", d["amount"])
+	}
+	// Rule 1: the customer object is ignored but for gateway_id (and a CVV).
+	chStatus(t, e.charge(map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "token": "nope",
+		"customer": map[string]any{"_id": e.customer, "email": "bad", "first_name": 5, "payment_source": map[string]any{"card_number": "1", "type": "x"}}}, ""), 201, "complete")
+	chStatus(t, e.charge(map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "customer": "junk"}, ""), 201, "complete")
+	r := e.charge(map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "customer": map[string]any{"payment_source": map[string]any{"gateway_id": "zz"}}}, "")
+	if _, _, path, _ := r.ErrorDetails(); r.Status != 400 || path != "customer.payment_source.gateway_id" {
+		t.Fatalf("gateway_id beside customer_id: %d %s", r.Status, r.Raw)
+	}
+	chStatus(t, e.charge(map[string]any{"amount": 10, "currency": "AUD", "customer_id": e.customer, "customer": map[string]any{"payment_source": map[string]any{"card_ccv": "123"}}}, ""), 201, "complete")
+	// Capture and refund bodies in table order: the amount before the currency.
+	pending := chStatus(t, e.charge(map[string]any{"amount": 30, "currency": "AUD", "customer_id": e.customer}, "?capture=false"), 201, "pending")["_id"].(string)
+	before := e.counts()
+	for _, path := range []string{"/v1/charges/" + pending + "/capture", "/v1/charges/" + pending + "/refunds"} {
+		r := e.Do("POST", path, map[string]any{"amount": "abc", "currency": "USD"})
+		if _, _, p, msgs := r.ErrorDetails(); r.Status != 400 || p != "amount" || len(msgs) != 1 || msgs[0] != "amount must be a number" {
+			t.Fatalf("%s: %d %s", path, r.Status, r.Raw)
+		}
+		r = e.Do("POST", path, map[string]any{"amount": -1})
+		if _, _, p, msgs := r.ErrorDetails(); r.Status != 400 || p != "amount" || len(msgs) != 1 || msgs[0] != "amount must be greater than 0" {
+			t.Fatalf("%s negative: %d %s", path, r.Status, r.Raw)
+		}
+	}
+	if after := e.counts(); after != before {
+		t.Fatalf("something was written or the gateway was called: %v → %v", before, after)
+	}
+}
+
+// Operations on one charge are serialised (§8.6): a second one waits for
+// the first's gateway answer instead of being refused.
+func TestChargeOperationsAreSerialised(t *testing.T) {
+	e := &chEnv{Env: apitest.New(t, apitest.Options{SimulatorLatency: 300 * time.Millisecond})}
+	r := e.Do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"gateway_id": e.Gateway,
+		"card_name": "Ada Lovelace", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}})
+	if r.Status != 201 {
+		t.Fatalf("customer: %d %s", r.Status, r.Raw)
+	}
+	e.customer = r.Data()["_id"].(string)
+	sale := chStatus(t, e.charge(map[string]any{"amount": 100, "currency": "AUD", "customer_id": e.customer}, ""), 201, "complete")["_id"].(string)
+	auth := chStatus(t, e.charge(map[string]any{"amount": 100, "currency": "AUD", "customer_id": e.customer}, "?capture=false"), 201, "pending")["_id"].(string)
+
+	var wg sync.WaitGroup
+	refunds := make([]*apitest.Response, 2)
+	for i, amt := range []string{"10", "20"} {
+		wg.Go(func() { refunds[i] = e.Do("POST", "/v1/charges/"+sale+"/refunds", map[string]any{"amount": amt}) })
+	}
+	var capture, cancel *apitest.Response
+	wg.Go(func() { capture = e.Do("POST", "/v1/charges/"+auth+"/capture", nil) })
+	wg.Go(func() { cancel = e.Do("DELETE", "/v1/charges/"+auth+"/capture", nil) })
+	wg.Wait()
+	for i, r := range refunds {
+		if r.Status != 200 {
+			t.Fatalf("refund %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	d := chStatus(t, e.Do("GET", "/v1/charges/"+sale, nil), 200, "refund_requested")
+	if d["refunded_amount"] != 30.0 || len(chTxns(d)) != 3 {
+		t.Fatalf("after two refunds at once: %v %v", d["refunded_amount"], chTxns(d))
+	}
+	// Whichever ran first, the other one saw the state it left.
+	if capture.Status == 201 {
+		chStatus(t, capture, 201, "complete")
+		if _, msg, _, _ := cancel.ErrorDetails(); cancel.Status != 400 || msg != "charge cannot be cancelled in status complete" {
+			t.Fatalf("cancel behind a capture: %d %s", cancel.Status, cancel.Raw)
+		}
+	} else {
+		chStatus(t, cancel, 200, "cancelled")
+		if _, msg, _, _ := capture.ErrorDetails(); capture.Status != 400 || msg != "charge cannot be captured in status cancelled" {
+			t.Fatalf("capture behind a cancel: %d %s", capture.Status, capture.Raw)
+		}
 	}
 }
 
@@ -327,6 +427,9 @@ func TestChargeListFilters(t *testing.T) {
 		{"?search=7782", 1},
 		{"?created_at.from=2000-01-01T00:00:00%2B1100", 2},
 		{"?created_at.to=2000-01-01", 0},
+		{"?created_at.from=2000-01-01t00:00:00z", 2},
+		{"?created_at.from=2000-01-01+00:00:00Z", 2},
+		{"?created_at.to=2000-01-01%2000:00:00.5z", 0},
 		{"?created_at.from=" + time.Now().UTC().Format("2006-01-02"), 2},
 		{"?archived=true", 0},
 	}
@@ -340,4 +443,19 @@ func TestChargeListFilters(t *testing.T) {
 	if _, msg, path, _ := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || path != "created_at.from" {
 		t.Fatalf("bad date: %s", r.Raw)
 	}
+	r = e.Do("GET", "/v1/charges?status=bogus", nil)
+	if _, msg, path, msgs := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || path != "status" ||
+		msgs[0] != "status must be one of: complete, pending, failed, cancelled, inprogress, refund_requested, refunded" {
+		t.Fatalf("bad status: %s", r.Raw)
+	}
+}
+
+// amexVault makes a permanent vault token holding an amex card.
+func (e *chEnv) amexVault() string {
+	e.T.Helper()
+	r := e.Do("POST", "/v1/vault/payment_sources", map[string]any{"card_name": "Amex", "card_number": "378282246310005", "expire_month": 9, "expire_year": 2030})
+	if r.Status != 201 {
+		e.T.Fatalf("vault: %d %s", r.Status, r.Raw)
+	}
+	return r.Data()["vault_token"].(string)
 }

@@ -88,6 +88,24 @@ func ParseAmount(field, text string, cur Currency) (int64, error) {
 	return minor, nil
 }
 
+// CheckAmountText checks what of an amount needs no currency (spec §1.6):
+// present, a number (`^[0-9]+(\.[0-9]+)?$`), and greater than 0. Decimals
+// and range are ParseAmount's, once the currency is known.
+func CheckAmountText(field, text string) error {
+	f := lastSegment(field)
+	if text == "" {
+		return errs.Invalidf(field, "%s is required", f)
+	}
+	intPart, frac, hasDot := strings.Cut(text, ".")
+	if !allDigits(intPart) || (hasDot && !allDigits(frac)) {
+		return errs.Invalidf(field, "%s must be a number", f)
+	}
+	if strings.Trim(intPart+frac, "0") == "" {
+		return errs.Invalidf(field, "%s must be greater than 0", f)
+	}
+	return nil
+}
+
 // allDigits reports whether s is one or more ASCII digits.
 func allDigits(s string) bool {
 	if s == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 
 	"switchyard/internal/errs"
@@ -131,31 +132,84 @@ func (o Object) Object(name string) (Object, bool, error) {
 }
 
 // NumberText reads a field that may be a JSON number or a string (L3, L4)
-// and returns its text exactly as sent; absent, null and "" give "".
-// Any other type is "<f> must be a string".
+// and returns a string as sent; absent, null and "" give "". A JSON number
+// is read exactly from its text: its exponent is applied and a whole
+// number's zero fraction dropped (9.0 and 9e0 read "9"). Any other type is
+// "<f> must be a string".
 func (o Object) NumberText(name string) (string, error) {
-	return o.numberText(name, "a string")
+	text, neg, isNum, err := o.numberText(name, "a string")
+	if err != nil || !isNum {
+		return text, err
+	}
+	if i, f, ok := strings.Cut(text, "."); ok && strings.Trim(f, "0") == "" {
+		text = i
+	}
+	if neg {
+		text = "-" + text
+	}
+	return text, nil
 }
 
-// Amount reads an amount (L1, L2): a JSON number or numeric string, its text
-// exactly as sent; any other type is "<f> must be a number".
+// Amount reads an amount (L1, L2): a JSON number or a numeric string; any
+// other type is "<f> must be a number". A string is returned as sent (its
+// format is the money rules' to check); a JSON number is read exactly from
+// its text, its exponent applied (1e2 reads "100"), and a negative one is
+// "<f> must be greater than 0" (§1.6: at least one minor unit).
 func (o Object) Amount(name string) (string, error) {
-	return o.numberText(name, "a number")
+	text, neg, _, err := o.numberText(name, "a number")
+	if err == nil && neg {
+		err = errs.Invalidf(o.Path(name), "%s must be greater than 0", name)
+	}
+	return text, err
 }
 
-func (o Object) numberText(name, want string) (string, error) {
+// numberText reads a JSON number (isNum, its text without sign or exponent,
+// and neg) or a string (as sent).
+func (o Object) numberText(name, want string) (text string, neg, isNum bool, err error) {
 	raw, ok := o.M[name]
 	if !ok || raw == nil {
-		return "", nil
+		return "", false, false, nil
 	}
 	switch v := raw.(type) {
 	case string:
 		if err := o.noNUL(name, v); err != nil {
-			return "", err
+			return "", false, false, err
 		}
-		return v, nil
+		return v, false, false, nil
 	case json.Number:
-		return v.String(), nil
+		text, neg := plainNumber(v.String())
+		return text, neg, true, nil
 	}
-	return "", o.typeErr(name, want)
+	return "", false, false, o.typeErr(name, want)
+}
+
+// plainNumber writes a JSON number's text without its sign and exponent,
+// exactly: "1e2" → "100", "1.5E-3" → "0.0015", "-7" → "7" and neg. An
+// exponent beyond ±100 is read as ±100: far outside every range a field
+// accepts, so the value still fails its rule, without a huge string.
+func plainNumber(num string) (text string, neg bool) {
+	if strings.HasPrefix(num, "-") {
+		neg, num = true, num[1:]
+	}
+	mant, expText, hasExp := strings.Cut(strings.ToLower(num), "e")
+	if !hasExp {
+		return num, neg
+	}
+	exp, err := strconv.Atoi(expText)
+	if err != nil || exp > 100 || exp < -100 {
+		exp = 100
+		if strings.HasPrefix(expText, "-") {
+			exp = -100
+		}
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	point := len(intPart) + exp
+	switch {
+	case point <= 0:
+		return "0." + strings.Repeat("0", -point) + digits, neg
+	case point >= len(digits):
+		return digits + strings.Repeat("0", point-len(digits)), neg
+	}
+	return digits[:point] + "." + digits[point:], neg
 }

@@ -202,3 +202,44 @@ func FuzzParseBody(f *testing.F) {
 }
 
 func lastSeg(p string) string { return p[strings.LastIndex(p, ".")+1:] }
+
+// JSON numbers are read exactly from their text (§1.3): the exponent is
+// applied, a negative amount is "greater than 0", and a whole expiry's
+// zero fraction is dropped (L3, L4).
+func TestNumbersFromJSON(t *testing.T) {
+	for _, c := range []struct {
+		body, amount, amountErr, text string
+	}{
+		{`{"n":10.50}`, "10.50", "", "10.50"},
+		{`{"n":1e2}`, "100", "", "100"},
+		{`{"n":1.5E-3}`, "0.0015", "", "0.0015"},
+		{`{"n":25e-1}`, "2.5", "", "2.5"},
+		{`{"n":0.5e1}`, "05", "", "05"},
+		{`{"n":9.0}`, "9.0", "", "9"},
+		{`{"n":9e0}`, "9", "", "9"},
+		{`{"n":28.000}`, "28.000", "", "28"},
+		{`{"n":-1}`, "1", "n must be greater than 0", "-1"},
+		{`{"n":-0}`, "0", "n must be greater than 0", "-0"},
+		{`{"n":1e999999999999999999999}`, "1" + strings.Repeat("0", 100), "", "1" + strings.Repeat("0", 100)},
+		{`{"n":1e-999999999999}`, "0." + strings.Repeat("0", 99) + "1", "", "0." + strings.Repeat("0", 99) + "1"},
+		{`{"n":"-1"}`, "-1", "", "-1"},
+		{`{"n":"1e2"}`, "1e2", "", "1e2"},
+	} {
+		o, err := ParseBody([]byte(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := o.Amount("n")
+		if c.amountErr != "" {
+			e, ok := err.(*errs.Error)
+			if !ok || e.Path != "n" || e.Messages[0] != c.amountErr {
+				t.Errorf("%s: Amount err %v, want %q", c.body, err, c.amountErr)
+			}
+		} else if err != nil || got != c.amount {
+			t.Errorf("%s: Amount %q, %v; want %q", c.body, got, err, c.amount)
+		}
+		if got, err := o.NumberText("n"); err != nil || got != c.text {
+			t.Errorf("%s: NumberText %q, %v; want %q", c.body, got, err, c.text)
+		}
+	}
+}
