@@ -41,6 +41,11 @@ commands:
 // Run runs the command in args (without the program name) and returns the
 // process exit code.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	// Flags may come before, between or after the command's words
+	// (`switchyard --data-dir D migrate`, `keys retire --data-dir D v2`):
+	// the words go first, then every flag with its value.
+	flags, words := splitArgs(args)
+	args = append(words, flags...)
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -64,9 +69,47 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		err = &config.Error{Msg: fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+		err = &config.Error{Msg: fmt.Sprintf("unknown command %q (commands: serve, account create, keys rotate, keys retire, migrate, version, help)", cmd)}
 	}
 	return exitCode(err, stderr)
+}
+
+// splitArgs separates the flags of args (each with its value) from the
+// other words, knowing every command's flags: a flag that takes a value
+// takes the next argument unless written --flag=value. Anything after "--"
+// is a word.
+func splitArgs(args []string) (flags, words []string) {
+	var cfg config.Config
+	fs := config.FlagSet("switchyard", &cfg)
+	fs.String("name", "", "")
+	fs.Bool("json", false, "")
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return flags, append(words, args[i+1:]...)
+		}
+		if len(a) < 2 || a[0] != '-' {
+			words = append(words, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil { // unknown: the command's parser reports it
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return flags, words
 }
 
 func exitCode(err error, stderr io.Writer) int {
@@ -238,7 +281,13 @@ func accountCreate(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	if asJSON {
-		return json.NewEncoder(stdout).Encode(map[string]string{"account_id": a.ID, "name": a.Name, "secret_key": keys.Secret, "public_key": keys.Public})
+		// The spec's key order (a map would sort them).
+		return json.NewEncoder(stdout).Encode(struct {
+			AccountID string `json:"account_id"`
+			Name      string `json:"name"`
+			SecretKey string `json:"secret_key"`
+			PublicKey string `json:"public_key"`
+		}{a.ID, a.Name, keys.Secret, keys.Public})
 	}
 	fmt.Fprintf(stdout, "account id: %s\nname: %s\nsecret key: %s\npublic key: %s\n", a.ID, a.Name, keys.Secret, keys.Public)
 	return nil

@@ -253,6 +253,10 @@ func TestFirstAndSecondStart(t *testing.T) {
 		!regexp.MustCompile(`^pk_[0-9a-f]{40}$`).MatchString(fmt.Sprint(acct["public_key"])) {
 		t.Fatalf("account create --json: %v", acct)
 	}
+	// The keys in the spec's order (§11), for scripts that compare text.
+	if !regexp.MustCompile(`^\{"account_id":"[0-9a-f]{24}","name":"Second Shop","secret_key":"sk_[0-9a-f]{40}","public_key":"pk_[0-9a-f]{40}"\}\n$`).MatchString(out) {
+		t.Errorf("account create --json is not in the spec's key order: %q", out)
+	}
 	sk := acct["secret_key"].(string)
 
 	// That account's key drives the gateway API on the running server.
@@ -319,6 +323,8 @@ func TestAccountCreatePlainAndErrors(t *testing.T) {
 		{"account", "create", "--name", "", "--data-dir", dir},
 		{"account", "create", "--name", "x", "--bogus", "--data-dir", dir},
 		{"account", "frobnicate"},
+		{"frobnicate"},
+		{"keys"},
 	} {
 		code, out, errOut := cliRun(t, nil, args...)
 		if code != 2 || out != "" || len(cliLines(errOut)) != 1 {
@@ -649,5 +655,43 @@ func TestAccountCreateNameTooLong(t *testing.T) {
 	code, out, errOut := cliRun(t, nil, "account", "create", "--data-dir", t.TempDir(), "--name", strings.Repeat("n", 101))
 	if code != 2 || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "name must be 1 to 100 characters") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// Every command takes the common flags (§11), before or after its words.
+func TestFlagsBeforeAndAfterTheCommand(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errOut := cliRun(t, nil, "--data-dir", dir, "migrate"); code != 0 || !strings.Contains(out, "migrations applied") {
+		t.Fatalf("--data-dir D migrate: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut := cliRun(t, nil, "--data-dir="+dir, "account", "--json", "create", "--name", "Flags First")
+	if code != 0 || !strings.Contains(out, `"name":"Flags First"`) {
+		t.Fatalf("flags before account create: %d %q %q", code, out, errOut)
+	}
+	// keys retire reads its version wherever the flags are; v1 is the
+	// primary version, so this is refused for that reason (exit 1), not
+	// because the flag was taken for the version.
+	code, _, errOut = cliRun(t, nil, "keys", "retire", "--data-dir", dir, "v1")
+	if code != 1 || !strings.Contains(errOut, "primary master-key version") {
+		t.Fatalf("keys retire --data-dir D v1: %d %q", code, errOut)
+	}
+}
+
+// A first start that cannot listen makes no sandbox: the next start that
+// does is still the first, and prints the keys.
+func TestListenFailureMakesNoSandbox(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	code, out, errOut := cliRun(t, nil, "--data-dir", dir, "--listen", busy.Addr().String())
+	if code != 1 || out != "" || !strings.Contains(errOut, "switchyard: listen on "+busy.Addr().String()) {
+		t.Fatalf("busy address: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	s := cliStart(t, nil, "--data-dir", dir, "--listen", "127.0.0.1:0")
+	if !strings.Contains(s.stdout.String(), "secret key: sk_") {
+		t.Fatalf("the next start printed no keys:\n%s", s.stdout.String())
 	}
 }

@@ -31,6 +31,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 	svc := NewServices(e.store, e.ring, e.now, Options{SimulatorLatency: e.cfg.SimulatorLatency, ReconcileInterval: e.cfg.ReconcileInterval, ObserveGateway: metrics.ObserveGateway,
 		StripeAPIBase: e.cfg.StripeAPIBase})
+	// Bind first: a start that cannot listen must not make (and print)
+	// the sandbox, whose keys a later start would not print again.
+	ln, err := net.Listen("tcp", e.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", e.cfg.Listen, err)
+	}
+	defer ln.Close()
+	var mln net.Listener
+	if e.cfg.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", e.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("listen on %s: %w", e.cfg.MetricsListen, err)
+		}
+		defer mln.Close()
+	}
 	lines, err := Sandbox(ctx, svc)
 	if err != nil {
 		return fmt.Errorf("create sandbox account: %w", err)
@@ -46,21 +60,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	handler := httpapi.New(deps)
 
-	ln, err := net.Listen("tcp", e.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", e.cfg.Listen, err)
-	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(e.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
-	if e.cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", e.cfg.MetricsListen)
-		if err != nil {
-			srv.Close()
-			return fmt.Errorf("listen on %s: %w", e.cfg.MetricsListen, err)
-		}
+	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler())
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

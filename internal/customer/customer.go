@@ -591,9 +591,11 @@ func (s *Service) Update(ctx context.Context, account, id string, in Input) (Cus
 	if cur.Archived {
 		return Customer{}, errArchived
 	}
+	// A one-time token's contact fills what the customer lacks and this
+	// request leaves out (spec §5), as on create.
 	text := cur.Text
 	applyText(&text, in)
-	src, err := s.resolve(ctx, account, id, p, r, &text, false)
+	src, err := s.resolve(ctx, account, id, p, r, &text, true)
 	if err != nil {
 		return Customer{}, err
 	}
@@ -604,6 +606,11 @@ func (s *Service) Update(ctx context.Context, account, id string, in Input) (Cus
 		}
 		before := snapshot(c)
 		applyText(&c.Text, in)
+		for _, name := range []string{"first_name", "last_name", "email", "phone"} {
+			if f := c.Text.field(name); !in.TextSet[name] && *f == "" {
+				*f = *text.field(name)
+			}
+		}
 		if in.MetaSet {
 			c.Meta = in.Meta
 			if len(c.Meta) == 0 {

@@ -1344,6 +1344,16 @@ func TestCustomerUpdate(t *testing.T) {
 		"payment_source": cuCard(cuVisa, map[string]any{"gateway_id": e.Gateway})}
 	second := e.gateway("Second")
 
+	t.Run("a token's contact fills what the customer lacks and the request leaves out", func(t *testing.T) {
+		d := e.create(map[string]any{"first_name": "Ada", "phone": "+61411222333", "payment_source": cuCard(cuVisa, nil)})
+		id := d["_id"].(string)
+		tok := e.token(cuCard(cuMaster, map[string]any{"first_name": "Tok", "last_name": "Holder", "email": "tok@example.com", "phone": "+61400000000"}))
+		u := e.update(id, map[string]any{"token": tok, "phone": ""})
+		if u["first_name"] != "Ada" || u["last_name"] != "Holder" || u["email"] != "tok@example.com" || u["phone"] != nil {
+			t.Fatalf("after the token: first %v, last %v, email %v, phone %v", u["first_name"], u["last_name"], u["email"], u["phone"])
+		}
+	})
+
 	t.Run("text fields: replace, clear with empty string, null leaves", func(t *testing.T) {
 		d := e.create(base)
 		id := d["_id"].(string)

@@ -928,6 +928,10 @@ func TestGatewayUpdate(t *testing.T) {
 		t.Errorf("body _id touched another gateway")
 	}
 	mustStatus(t, "same type other case", e.Do("PUT", "/v1/gateways/"+sid, map[string]any{"type": "sTrIpE"}), 200)
+	// "" is absent on an optional field (L7): the name stays.
+	if r := e.Do("PUT", "/v1/gateways/"+sid, map[string]any{"name": ""}); r.Status != 200 || r.Data()["name"] != "Stripe AU main" {
+		t.Errorf(`PUT {"name":""}: %d %s`, r.Status, r.Raw)
+	}
 	mustStatus(t, "new key", e.Do("PUT", "/v1/gateways/"+sid, map[string]any{"key": "rk_test_Rotated1"}), 200)
 	r = e.Do("PUT", "/v1/gateways/"+strings.ToUpper(sid), map[string]any{"mode": "live", "key": "sk_live_NowLive"})
 	mustStatus(t, "go live", r, 200)
@@ -946,7 +950,6 @@ func TestGatewayUpdate(t *testing.T) {
 		{sid, `{"type":"Simulator"}`, "type", "type cannot be changed"},
 		{sid, `{"type":"Braintree"}`, "type", "type cannot be changed"},
 		{e.Gateway, `{"type":"Stripe","key":"sk_test_abc"}`, "type", "type cannot be changed"},
-		{sid, `{"name":""}`, "name", "name is required"},
 		{sid, `{"name":"` + strings.Repeat("x", 101) + `"}`, "name", "name must be at most 100 characters"},
 		{sid, `{"mode":"prod"}`, "mode", "mode must be one of: test, live"},
 		{e.Gateway, `{"mode":"live"}`, "mode", ""},
@@ -983,8 +986,8 @@ func TestGatewayUpdate(t *testing.T) {
 		t.Errorf("second archive changed the gateway: %v -> %v", a.Data(), again.Data())
 	}
 	// Field validation (§3.4 step 6) comes before the state rule (step 8).
-	checkErr(t, "PUT archived, bad name", e.Do("PUT", "/v1/gateways/"+sid, `{"name":""}`),
-		wantErr{400, "ValidationError", "body validation failed", "name", []string{"name is required"}})
+	checkErr(t, "PUT archived, bad name", e.Do("PUT", "/v1/gateways/"+sid, `{"name":"`+strings.Repeat("x", 101)+`"}`),
+		wantErr{400, "ValidationError", "body validation failed", "name", []string{"name must be at most 100 characters"}})
 	for _, body := range []string{`{"name":"Revived"}`, `{"default":true}`, `{}`} {
 		before := getGateway(t, e, sid)
 		r := e.Do("PUT", "/v1/gateways/"+sid, body)
@@ -1581,6 +1584,13 @@ func TestHealthz(t *testing.T) {
 		r := e.Do("GET", "/healthz", nil, h...)
 		if r.Status != 200 || r.Body["status"] != "ok" || r.Header.Get("Content-Type") != "application/json; charset=utf-8" {
 			t.Errorf("healthz: HTTP %d %s %q", r.Status, r.Raw, r.Header.Get("Content-Type"))
+		}
+	}
+	// The route exists, the method does not: 405 with Allow (§1.1).
+	for _, path := range []string{"/healthz", "/v1/openapi.yaml", "/metrics"} {
+		r := e.Do("POST", path, nil)
+		if r.Status != 405 || r.Header.Get("Allow") != "GET" || r.Header.Get("Content-Type") != "application/json; charset=utf-8" {
+			t.Errorf("POST %s: HTTP %d %q %s", path, r.Status, r.Header.Get("Allow"), r.Raw)
 		}
 	}
 }

@@ -47,7 +47,9 @@ func gatewayInput(b paydock.Object) gateway.Input {
 	if in.Default, in.DefaultSet, err = b.Bool("default"); err != nil {
 		in.Bad["default"] = err
 	}
-	// "" means absent (L7), except that a PUT may not blank a name.
+	// "" means absent (L7): a PUT with "name":"" keeps the name (§4.1:
+	// name is optional on update); a create still requires one.
+	in.NameSet = in.NameSet && in.Name != ""
 	in.TypeSet = in.TypeSet && in.Type != ""
 	in.ModeSet = in.ModeSet && in.Mode != ""
 	in.KeySet = in.KeySet && in.Key != ""

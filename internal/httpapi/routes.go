@@ -89,8 +89,17 @@ func (s *Server) register() {
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /v1/openapi.yaml", s.openapi)
+	ops := []string{"/healthz", "/v1/openapi.yaml"}
 	if s.MetricsHandler != nil {
 		s.mux.Handle("GET /metrics", s.MetricsHandler)
+		ops = append(ops, "/metrics")
+	}
+	// Another method on an operational path: 405 with Allow (§1.1).
+	for _, p := range ops {
+		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET")
+			s.writeError(w, r, &errs.Error{Kind: errs.NotAllowed, Messages: []string{"allowed: GET"}}, "path", nil)
+		})
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &errs.Error{Kind: errs.NotFound}, "path", nil)

@@ -751,7 +751,18 @@ func TestVaultSession(t *testing.T) {
 	if sealed, status := vtSealed(t, e.Env, tok); !sealed || status != "active" {
 		t.Errorf("before expiry: sealed=%v status=%s", sealed, status)
 	}
+	if r := e.Do("GET", "/v1/vault-tokens/"+tok, nil); r.Data()["status"] != "active" {
+		t.Errorf("GET just before expiry: %s", r.Raw)
+	}
 	e.clock.Advance(time.Millisecond)
+	// Past its expiry it reads expired before the sweeper has run.
+	if r := e.Do("GET", "/v1/vault-tokens/"+tok, nil); r.Status != 200 || r.Data()["status"] != "expired" {
+		t.Errorf("GET expired, not yet swept: %s", r.Raw)
+	}
+	if r := e.Do("GET", "/v1/vault/payment_sources?vault_type=session", nil); len(r.Resource()["data"].([]any)) != 1 ||
+		r.Resource()["data"].([]any)[0].(map[string]any)["status"] != "expired" {
+		t.Errorf("listed expired, not yet swept: %s", r.Raw)
+	}
 	if _, err := e.Services.Vault.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}

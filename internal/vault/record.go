@@ -631,7 +631,16 @@ func (s *Service) Get(ctx context.Context, account, token string) (Record, error
 		}
 		return Record{}, errs.Wrap("vault.Get", err)
 	}
-	return r, nil
+	return r.asOf(s.now()), nil
+}
+
+// asOf is r as a reader sees it at now: a session record past its expiry
+// reads "expired" before the sweeper has marked it so.
+func (r Record) asOf(now time.Time) Record {
+	if r.Kind == Session && r.Status == Active && !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(now) {
+		r.Status = Expired
+	}
+	return r
 }
 
 // List returns a page of vault records; kind "" lists both kinds.
@@ -639,6 +648,10 @@ func (s *Service) List(ctx context.Context, account string, kind Kind, p page.Pa
 	rs, n, err := s.store.ListVaultRecords(ctx, account, kind, p)
 	if err != nil {
 		return nil, 0, errs.Wrap("vault.List", err)
+	}
+	now := s.now()
+	for i := range rs {
+		rs[i] = rs[i].asOf(now)
 	}
 	return rs, n, nil
 }
