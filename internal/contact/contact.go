@@ -27,7 +27,7 @@ func Text(path, name, v string) error {
 // most 254 characters, no display name.
 func Email(path, v string) error {
 	bad := errs.Invalidf(path, "email must be a valid email address")
-	if len(v) > 254 || strings.ContainsAny(v, " \t\r\n<>()[],;:\"\\") {
+	if utf8.RuneCountInString(v) > 254 || strings.ContainsAny(v, " \t\r\n<>()[],;:\"\\") {
 		return bad
 	}
 	local, domain, ok := strings.Cut(v, "@")

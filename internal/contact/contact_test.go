@@ -30,14 +30,15 @@ func TestContactText(t *testing.T) {
 }
 
 func TestContactEmail(t *testing.T) {
-	for _, ok := range []string{"ada@example.com", "a.b+c@sub.example.co.uk", "x@y.z", strings.Repeat("a", 242) + "@example.com", "ÄDA@exämple.com"} {
+	for _, ok := range []string{"ada@example.com", "a.b+c@sub.example.co.uk", "x@y.z", strings.Repeat("a", 242) + "@example.com", "ÄDA@exämple.com",
+		strings.Repeat("ä", 242) + "@example.com"} { // 254 characters (496 bytes)
 		if err := Email("email", ok); err != nil {
 			t.Errorf("%q rejected: %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"", "ada", "ada@", "@example.com", "ada@example", "ada@.example.com", "ada@example.com.", "ada@example..com",
 		"ada@@example.com", "a@b@example.com", "Ada <ada@example.com>", "ada @example.com", "ada@exa mple.com", "\"ada\"@example.com",
-		"ada@example.com\n", "ada,b@example.com", "ada;@example.com", "ada@[1.2.3.4]", strings.Repeat("a", 243) + "@example.com"} {
+		"ada@example.com\n", "ada,b@example.com", "ada;@example.com", "ada@[1.2.3.4]", strings.Repeat("a", 243) + "@example.com", strings.Repeat("ä", 243) + "@example.com"} {
 		wantInvalid(t, Email("email", bad), "email", "email must be a valid email address")
 	}
 }

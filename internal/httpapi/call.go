@@ -158,10 +158,9 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 			Messages: []string{"idempotency-key must be 1 to 255 visible ASCII characters"}}, rt.rtype, nil)
 		return
 	}
-	canon := c.raw
-	if len(strings.TrimSpace(string(c.raw))) > 0 {
-		canon = paydock.Canonical(c.body.M)
-	}
+	// The body as read: an empty body and null are {} (L10), so all
+	// three are the same request.
+	canon := paydock.Canonical(c.body.M)
 	secret, err := s.Vault.Secret(c.ctx, c.account.ID, vault.IdempotencyKey)
 	if err != nil {
 		s.writeError(w, r, err, rt.rtype, nil)

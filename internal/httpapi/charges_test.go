@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -362,6 +363,15 @@ func TestChargeSpecReadings(t *testing.T) {
 	}
 	if after := e.counts(); after != before {
 		t.Fatalf("something was written or the gateway was called: %v → %v", before, after)
+	}
+	// An empty body, null and {} are one request (L10) under one key (§9).
+	first := e.Do("POST", "/v1/charges/"+pending+"/capture", "", "Idempotency-Key", "capture-once")
+	chStatus(t, first, 201, "complete")
+	for _, body := range []string{"{}", "null", " "} {
+		r := e.Do("POST", "/v1/charges/"+pending+"/capture", body, "Idempotency-Key", "capture-once")
+		if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(r.Raw, first.Raw) {
+			t.Fatalf("%q after an empty body: %d %q %s", body, r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+		}
 	}
 }
 
