@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"switchyard/internal/search"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -352,7 +353,7 @@ type seedCustomer struct {
 
 // search is the customers.search column: what customer.Text.Search makes.
 func (c seedCustomer) search() string {
-	return strings.ToLower(strings.Join([]string{c.first, c.last, c.email, c.company, c.reference}, "\n"))
+	return search.Text(c.first, c.last, c.email, c.company, c.reference)
 }
 
 var (

@@ -17,6 +17,7 @@ import (
 	"switchyard/internal/gateway"
 	"switchyard/internal/page"
 	"switchyard/internal/paydock"
+	"switchyard/internal/search"
 	"switchyard/internal/vault"
 )
 
@@ -45,9 +46,9 @@ type Text struct {
 	FirstName, LastName, Email, Phone, Reference, Description, CompanyName string
 }
 
-// Search is the lower-cased text that `search` matches (spec §7.5).
+// Search is the folded text that `search` matches (spec §7.5).
 func (t Text) Search() string {
-	return strings.ToLower(strings.Join([]string{t.FirstName, t.LastName, t.Email, t.CompanyName, t.Reference}, "\n"))
+	return search.Text(t.FirstName, t.LastName, t.Email, t.CompanyName, t.Reference)
 }
 
 // Source is a payment source: a vault record, and for gateway-bound

@@ -12,6 +12,7 @@ import (
 	"switchyard/internal/errs"
 	"switchyard/internal/money"
 	"switchyard/internal/paydock"
+	"switchyard/internal/search"
 )
 
 type chargeSourceJSON struct {
@@ -241,7 +242,7 @@ func (s *Server) listCharges(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	q := c.query
-	f := charge.Filter{Status: q.Get("status"), Reference: q.Get("reference"), Search: strings.ToLower(q.Get("search"))}
+	f := charge.Filter{Status: q.Get("status"), Reference: q.Get("reference"), Search: search.Term(q.Get("search"))}
 	if f.Status != "" && !slices.Contains(charge.Statuses, f.Status) {
 		return 0, nil, errs.Query("status", "status must be one of: "+strings.Join(charge.Statuses, ", "))
 	}

@@ -2068,3 +2068,30 @@ func TestCustomerArchivedKeepsSources(t *testing.T) {
 	r = e.Do("DELETE", "/v1/customers/"+id+"/payment_sources/000000000000000000000000", nil)
 	cuNotFound(t, r, "payment_source_id", "payment source not found")
 }
+
+// search= folds with Go's Unicode simple folding (§3.4) and matches one
+// field at a time (§7.5): never across first and last name.
+func TestCustomerSearchFoldsAndStaysInOneField(t *testing.T) {
+	e := newCU(t)
+	mk := func(body map[string]any) string { return e.create(body)["_id"].(string) }
+	ada := mk(map[string]any{"first_name": "Ada", "last_name": "Lovelace", "payment_source": cuCard(cuVisa, nil)})
+	jess := mk(map[string]any{"first_name": "Jeſſica", "payment_source": cuCard(cuVisa, nil)})
+	odys := mk(map[string]any{"last_name": "ΟΔΥΣΣΕΥΣ", "company_name": "Two\nLines", "payment_source": cuCard(cuVisa, nil)})
+	for _, c := range []struct {
+		search string
+		want   []string
+	}{
+		{"ada", []string{ada}},
+		{"ada\nlovelace", nil},
+		{"a\nl", nil},
+		{"JESSICA", []string{jess}},
+		{"οδυσσευς", []string{odys}},
+		{"two lines", []string{odys}},
+		{"\n", nil},
+	} {
+		ids, n, _ := e.list("?search=" + url.QueryEscape(c.search))
+		if n != len(c.want) || !slices.Equal(ids, c.want) {
+			t.Errorf("search=%q: %v (count %d), want %v", c.search, ids, n, c.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"switchyard/internal/search"
 	"time"
 
 	"switchyard/internal/charge"
@@ -112,7 +113,7 @@ func getCharge(ctx context.Context, q Querier, account, id string) (charge.Charg
 }
 
 func chargeSearch(c *charge.Charge) string {
-	return strings.ToLower(strings.Join([]string{c.Reference, c.Description, c.Customer.Email, c.Customer.FirstName, c.Customer.LastName}, "\n"))
+	return search.Text(c.Reference, c.Description, c.Customer.Email, c.Customer.FirstName, c.Customer.LastName)
 }
 
 // The statements writeCharge runs in the writer, built once.
