@@ -174,14 +174,12 @@ func (s *Service) validate(in *Input) (plan, error) {
 		}
 		return p, bad(sb, "card_ccv")
 	}
-	sent := func(v, name string) bool { return v != "" || sb[name] != nil }
-	p.hasCard = sent(ps.Card.Name, "card_name") || sent(ps.Card.Number, "card_number") ||
-		sent(ps.Card.ExpMonth, "expire_month") || sent(ps.Card.ExpYear, "expire_year")
+	p.hasCard = ps.HasCard()
 	if err := bad(in.Bad, "token"); err != nil {
 		return p, err
 	}
 	if in.Token != "" {
-		if p.hasCard || sent(ps.VaultToken, "vault_token") {
+		if p.hasCard || ps.Sent("vault_token", ps.VaultToken) {
 			return p, errs.Invalidf("token", "token cannot be combined with customer.payment_source")
 		}
 		t, err := vault.CheckToken("token", "token", in.Token)
@@ -272,10 +270,6 @@ type source struct {
 	session  string // session vault token to consume at step 9
 	refToken string
 	gwRef    string
-}
-
-func hasCard(c vault.CardInput) bool {
-	return c.Name != "" || c.Number != "" || c.ExpMonth != "" || c.ExpYear != ""
 }
 
 // choose picks the source (spec §8.1 "Choosing the source") and gateway

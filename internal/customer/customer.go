@@ -282,13 +282,23 @@ func (s *Service) validate(in *Input, create bool) (plan, error) {
 	return p, nil
 }
 
+// Sent reports whether the object holds field name: a value, or one of the
+// wrong JSON type.
+func (ps SourceInput) Sent(name, v string) bool { return v != "" || ps.Bad[name] != nil }
+
+// HasCard reports whether card details were sent (spec §7.1: any of
+// card_name, card_number, expire_month, expire_year; a CVV alone is not).
+func (ps SourceInput) HasCard() bool {
+	c := ps.Card
+	return ps.Sent("card_name", c.Name) || ps.Sent("card_number", c.Number) || ps.Sent("expire_month", c.ExpMonth) ||
+		ps.Sent("expire_year", c.ExpYear)
+}
+
 func (s *Service) validateSource(ps SourceInput, p *plan) error {
 	bad := ps.Bad
-	sent := func(v, name string) bool { return v != "" || bad[name] != nil }
-	hasCard := sent(ps.Card.Name, "card_name") || sent(ps.Card.Number, "card_number") ||
-		sent(ps.Card.ExpMonth, "expire_month") || sent(ps.Card.ExpYear, "expire_year")
+	hasCard := ps.HasCard()
 	n := 0
-	for _, b := range []bool{hasCard, sent(ps.VaultToken, "vault_token"), sent(ps.Token, "token")} {
+	for _, b := range []bool{hasCard, ps.Sent("vault_token", ps.VaultToken), ps.Sent("token", ps.Token)} {
 		if b {
 			n++
 		}

@@ -54,57 +54,6 @@ func toVaultJSON(r vault.Record) vaultJSON {
 	return v
 }
 
-// cardInput reads the card fields of o (spec §6.4), expiry leniently.
-func cardInput(o paydock.Object) (vault.CardInput, error) {
-	var in vault.CardInput
-	var err error
-	if in.Name, err = o.String("card_name"); err != nil {
-		return in, err
-	}
-	if in.Number, err = o.String("card_number"); err != nil {
-		return in, err
-	}
-	if in.ExpMonth, err = o.NumberText("expire_month"); err != nil {
-		return in, err
-	}
-	if in.ExpYear, err = o.NumberText("expire_year"); err != nil {
-		return in, err
-	}
-	if in.CCV, err = o.String("card_ccv"); err != nil {
-		return in, err
-	}
-	return in, nil
-}
-
-// addressInput reads the address fields of o.
-func addressInput(o paydock.Object) (vault.Address, error) {
-	var a vault.Address
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"address_line1", &a.Line1}, {"address_line2", &a.Line2}, {"address_line3", &a.Line3}, {"address_city", &a.City},
-		{"address_state", &a.State}, {"address_postcode", &a.Postcode}, {"address_country", &a.Country}} {
-		v, err := o.String(f.name)
-		if err != nil {
-			return a, err
-		}
-		*f.dst = v
-	}
-	return a, nil
-}
-
-// strings reads several optional string fields of o in order.
-func readStrings(o paydock.Object, fields ...any) error {
-	for i := 0; i+1 < len(fields); i += 2 {
-		v, err := o.String(fields[i].(string))
-		if err != nil {
-			return err
-		}
-		*fields[i+1].(*string) = v
-	}
-	return nil
-}
-
 // wireFields reads a body's optional fields leniently: a field of the wrong
 // JSON type reads as "" and its error is kept in bad, for the service to
 // report in the field's turn of the table order (spec §3.4 step 6).
