@@ -138,6 +138,17 @@ func mapError(op string, status int, e apiError) *errs.Error {
 	return newError(op, category(status, e), gw, desc, paramName(e.Param), fmt.Errorf("stripe answered HTTP %d (%s/%s)", status, e.Type, gw))
 }
 
+// outcomeUnknown reports a Stripe error answer that does not say whether a
+// call that moves money happened: a 5xx ("a server error leaves the outcome
+// unknown: reconcile before another operation", Stripe's error handling
+// guide), or a conflict on the idempotency key (an earlier request with it
+// may still be running or have succeeded). The reconciler looks such a
+// call up instead of failing it, which would invite a second charge or
+// refund. A 429 is a refusal before anything ran.
+func outcomeUnknown(status int, e apiError) bool {
+	return status >= 500 || status == http.StatusConflict || e.Type == "idempotency_error"
+}
+
 // errNotSent is a failure before Stripe received the request: nothing
 // happened, so it is safe to retry (gateway_error).
 func errNotSent(op string, cause error) *errs.Error {

@@ -33,6 +33,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"switchyard/internal/contact"
 	"switchyard/internal/gateway"
@@ -136,6 +137,10 @@ func (c *Connector) do(ctx context.Context, key string, r request, out any) erro
 	if err != nil {
 		return errNotSent(r.op, errors.New("invalid Stripe API base URL"))
 	}
+	// Without GetBody net/http cannot replay the POST on a reused
+	// connection that closed: it would, since the request carries an
+	// Idempotency-Key, and Stripe may still be running the first one.
+	req.GetBody = nil
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Stripe-Version", APIVersion)
 	req.Header.Set("User-Agent", "switchyard")
@@ -164,6 +169,9 @@ func (c *Connector) do(ctx context.Context, key string, r request, out any) erro
 		}
 		if json.Unmarshal(data, &env) != nil || env.Error == nil {
 			env.Error = &apiError{}
+		}
+		if r.money && outcomeUnknown(resp.StatusCode, *env.Error) {
+			return errNoAnswer(r.op, true, mapError(r.op, resp.StatusCode, *env.Error))
 		}
 		return mapError(r.op, resp.StatusCode, *env.Error)
 	}
@@ -294,9 +302,15 @@ func (c *Connector) StoreCard(ctx context.Context, req gateway.StoreRequest) (ga
 	f := url.Values{}
 	f.Set("payment_method", pm)
 	f.Set("invoice_settings[default_payment_method]", pm)
-	setIf(f, "name", req.Name)
+	// Stripe's limits on a Customer (its API: name ≤ 256, phone ≤ 20
+	// characters) are narrower than Switchyard's: a longer name is cut, a
+	// longer (national, unnormalised) phone left out, rather than the card
+	// refused. The customer's own record keeps both whole.
+	setIf(f, "name", truncateRunes(req.Name, 256))
 	setIf(f, "email", req.Email)
-	setIf(f, "phone", req.Phone)
+	if utf8.RuneCountInString(req.Phone) <= 20 {
+		setIf(f, "phone", req.Phone)
+	}
 	setIf(f, "metadata[switchyard_customer_id]", req.CustomerID)
 	setIf(f, "metadata[switchyard_payment_source_id]", req.SourceID)
 	var cus object
@@ -365,7 +379,11 @@ func (c *Connector) Charge(ctx context.Context, req gateway.ChargeRequest) (stri
 			return "", err
 		}
 	}
-	f.Set("amount", strconv.FormatInt(req.Amount, 10))
+	amount, err := stripeAmount(op, req.Amount, req.Currency)
+	if err != nil {
+		return "", err
+	}
+	f.Set("amount", amount)
 	f.Set("currency", strings.ToLower(req.Currency))
 	f.Set("payment_method", pm)
 	f.Set("confirm", "true")
@@ -416,11 +434,15 @@ func intentRefusal(op string, pi paymentIntent) error {
 // The capture writes its marker in the same call.
 func (c *Connector) Capture(ctx context.Context, req gateway.OpRequest) error {
 	const op = "stripe.Capture"
+	amount, err := stripeAmount(op, req.Amount, req.Currency)
+	if err != nil {
+		return err
+	}
 	f := url.Values{}
-	f.Set("amount_to_capture", strconv.FormatInt(req.Amount, 10))
+	f.Set("amount_to_capture", amount)
 	f.Set("metadata["+opKey(req.TxnID)+"]", "capture")
 	c.remember(req.TxnID, opRef{kind: "capture", pi: req.ExternalID})
-	err := c.post(ctx, req.Key, op, path("/v1/payment_intents/%s/capture", req.ExternalID), f, idemKey(req.TxnID, "capture"), true, nil)
+	err = c.post(ctx, req.Key, op, path("/v1/payment_intents/%s/capture", req.ExternalID), f, idemKey(req.TxnID, "capture"), true, nil)
 	if !errors.Is(err, gateway.ErrUnknownOutcome) {
 		c.forget(req.TxnID)
 	}
@@ -454,16 +476,20 @@ func (c *Connector) Cancel(ctx context.Context, req gateway.OpRequest) error {
 // refund is settled by a later Lookup.
 func (c *Connector) Refund(ctx context.Context, req gateway.OpRequest) (string, error) {
 	const op = "stripe.Refund"
+	amount, err := stripeAmount(op, req.Amount, req.Currency)
+	if err != nil {
+		return "", err
+	}
 	if err := c.mark(ctx, op, req, "refund"); err != nil {
 		return "", err
 	}
 	f := url.Values{}
 	f.Set("payment_intent", req.ExternalID)
-	f.Set("amount", strconv.FormatInt(req.Amount, 10))
+	f.Set("amount", amount)
 	f.Set("metadata[switchyard_txn_id]", req.TxnID)
 	c.remember(req.TxnID, opRef{kind: "refund", pi: req.ExternalID})
 	var re refund
-	err := c.post(ctx, req.Key, op, "/v1/refunds", f, idemKey(req.TxnID, "refund"), true, &re)
+	err = c.post(ctx, req.Key, op, "/v1/refunds", f, idemKey(req.TxnID, "refund"), true, &re)
 	if err != nil {
 		if !errors.Is(err, gateway.ErrUnknownOutcome) {
 			c.forget(req.TxnID)
@@ -665,4 +691,46 @@ func (c *Connector) forget(txnID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.ops, txnID)
+}
+
+// stripeAmount writes an amount in ISO 4217 minor units (Switchyard's) as
+// Stripe's API wants it (stripe.com/docs/currencies), where the two differ:
+//   - ISK: ISO has no minor unit; Stripe keeps it two-decimal (100 is one
+//     króna), whole krónur only;
+//   - MGA: ISO has two decimals; Stripe is zero-decimal, whole ariary only;
+//   - BHD, JOD, KWD, OMR, TND: three decimals on both, but Stripe takes only
+//     amounts whose last digit is 0.
+//
+// An amount Stripe cannot take is refused before any call, as Stripe would
+// refuse it (invalid_request_details), never rounded: that would change
+// what the customer pays.
+func stripeAmount(op string, minor int64, currency string) (string, error) {
+	refuse := func(why string) (string, error) {
+		return "", newError(op, catRequest, "invalid_charge_amount", why, "amount", nil)
+	}
+	switch strings.ToUpper(currency) {
+	case "ISK":
+		minor *= 100
+	case "MGA":
+		if minor%100 != 0 {
+			return refuse("Stripe takes MGA in whole ariary")
+		}
+		minor /= 100
+	case "BHD", "JOD", "KWD", "OMR", "TND":
+		if minor%10 != 0 {
+			return refuse("Stripe takes " + strings.ToUpper(currency) + " amounts in multiples of 0.010")
+		}
+	}
+	return strconv.FormatInt(minor, 10), nil
+}
+
+// truncateRunes cuts s to at most n characters.
+func truncateRunes(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
 }

@@ -3,10 +3,13 @@ package stripe
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,16 +313,32 @@ func TestHTTPErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		inj      injection
-		code, gw string
+		code, gw string // "" code: the outcome is unknown (the reconciler looks it up)
 	}{
 		{"429", injection{status: 429, body: `{"error":{"type":"rate_limit_error","message":"Too many requests"}}`}, "gateway_error", "rate_limit_error"},
-		{"500", injection{status: 500, body: `{"error":{"type":"api_error","message":"Something went wrong"}}`}, "gateway_error", "api_error"},
-		{"502 html", injection{status: 502, body: `<html>bad gateway</html>`}, "gateway_error", "http_502"},
+		{"500", injection{status: 500, body: `{"error":{"type":"api_error","message":"Something went wrong"}}`}, "", ""},
+		{"502 html", injection{status: 502, body: `<html>bad gateway</html>`}, "", ""},
+		{"409 key in use", injection{status: 409, body: `{"error":{"type":"idempotency_error","message":"There is currently another in-progress request using this Idempotent Key"}}`}, "", ""},
 		{"401", injection{status: 401, body: `{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_****"}}`}, "invalid_gateway_credentials", "invalid_request_error"},
 		{"400", injection{status: 400, body: `{"error":{"type":"invalid_request_error","code":"parameter_unknown","param":"bogus","message":"Received unknown parameter: bogus"}}`}, "invalid_request_details", "parameter_unknown"},
-		{"idempotency", injection{status: 400, body: `{"error":{"type":"idempotency_error","message":"Keys for idempotent requests can only be used with the same parameters"}}`}, "unknown", "idempotency_error"},
+		{"idempotency", injection{status: 400, body: `{"error":{"type":"idempotency_error","message":"Keys for idempotent requests can only be used with the same parameters"}}`}, "", ""},
 	}
 	for i, tt := range tests {
+		if tt.code == "" {
+			// A 5xx or a key conflict on a call that moves money does not
+			// say whether it happened (Stripe's error handling guide).
+			f.on("POST /v1/payment_intents", tt.inj)
+			if _, err := c.Charge(t.Context(), chargeReq(strings.Repeat(string(rune('a'+i)), 24), visaOK, true)); !errors.Is(err, gateway.ErrUnknownOutcome) {
+				t.Errorf("%s on a charge: %v, want an unknown outcome", tt.name, err)
+			}
+			// Storing a card moves no money: a gateway_error to retry.
+			f.on("POST /v1/payment_methods", tt.inj)
+			_, err := c.StoreCard(t.Context(), storeReq(visaOK))
+			if e, d := decl(t, err); e.Kind != errs.Gateway || errors.Is(err, gateway.ErrUnknownOutcome) || d.Code == "" {
+				t.Errorf("%s on storing a card: kind %v decline %+v", tt.name, e.Kind, d)
+			}
+			continue
+		}
 		f.on("POST /v1/payment_intents", tt.inj)
 		_, err := c.Charge(t.Context(), chargeReq(strings.Repeat(string(rune('a'+i)), 24), visaOK, true))
 		if errors.Is(err, gateway.ErrUnknownOutcome) {
@@ -668,6 +687,77 @@ func TestOpTimeouts(t *testing.T) {
 	for _, r := range f.calls()[n:] {
 		if r.Path == "/v1/refunds" {
 			t.Errorf("refund sent after a failed marker")
+		}
+	}
+}
+
+// A money POST whose connection closes before any answer is sent once:
+// net/http would replay a request carrying an Idempotency-Key on a fresh
+// connection, while Stripe may still be running the first (§4.3: no
+// automatic retries). The outcome is unknown, for the reconciler.
+func TestMoneyPostIsNeverReplayedByTheTransport(t *testing.T) {
+	var intents atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/payment_intents":
+			intents.Add(1)
+			// Read the request, then drop the reused connection unanswered.
+			_, _ = io.Copy(io.Discard, r.Body)
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		default: // the PaymentMethod, answered on a keep-alive connection
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"id":"pm_1","object":"payment_method"}`)
+		}
+	}))
+	defer srv.Close()
+	_, err := New(srv.URL, srv.Client()).Charge(t.Context(), chargeReq(txnID, visaOK, true))
+	if !errors.Is(err, gateway.ErrUnknownOutcome) {
+		t.Fatalf("dropped connection: %v, want an unknown outcome", err)
+	}
+	if n := intents.Load(); n != 1 {
+		t.Fatalf("the PaymentIntent was sent %d times", n)
+	}
+}
+
+// Amounts go to Stripe in its units where they differ from ISO 4217's, and
+// what Stripe cannot take is refused before any call, never rounded.
+func TestStripeAmount(t *testing.T) {
+	for _, c := range []struct {
+		minor    int64
+		currency string
+		want     string // "" = refused
+	}{
+		{1050, "AUD", "1050"}, {500, "JPY", "500"}, {500, "jpy", "500"},
+		{5000, "ISK", "500000"}, // ISO: 5000 krónur; Stripe: 100 per króna
+		{100000, "MGA", "1000"}, // ISO: 1000.00 ariary; Stripe: zero-decimal
+		{100050, "MGA", ""},
+		{10010, "KWD", "10010"}, {10005, "KWD", ""}, {5005, "BHD", ""}, {1230, "TND", "1230"},
+		{3000, "UGX", "3000"},
+	} {
+		got, err := stripeAmount("test", c.minor, c.currency)
+		if c.want == "" {
+			if e, d := decl(t, err); e.Kind != errs.Gateway || d.Code != "invalid_request_details" || d.ParamName != "amount" {
+				t.Errorf("%d %s: %v, want a local invalid_request_details", c.minor, c.currency, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%d %s: %q %v, want %q", c.minor, c.currency, got, err, c.want)
+		}
+	}
+}
+
+func TestTruncateRunes(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{{"abc", 5, "abc"}, {"abcdef", 3, "abc"}, {"ééé", 2, "éé"}, {"", 3, ""}, {"ab", 0, ""}} {
+		if got := truncateRunes(c.s, c.n); got != c.want {
+			t.Errorf("truncateRunes(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
 		}
 	}
 }
