@@ -60,7 +60,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	handler := httpapi.New(deps)
 
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+	// ReadTimeout bounds a body trickled a byte at a time (1 MiB at most);
+	// WriteTimeout a whole request, gateway calls (30 s at most) and the
+	// wait behind another operation on a charge (35 s) included.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(e.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -68,7 +72,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler())
-		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute}
 		go func() { errc <- msrv.Serve(mln) }()
 		e.log.Info("metrics listening", "addr", mln.Addr().String())
 	}

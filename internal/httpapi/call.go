@@ -56,8 +56,13 @@ func (c *call) param(name string) string { return c.params[name] }
 // serve runs the request pipeline of spec §3.4 for route rt.
 func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 	ri := info(r.Context())
-	c := &call{ctx: r.Context(), r: r, query: r.URL.Query(), params: map[string]string{}}
+	c := &call{ctx: r.Context(), r: r, params: map[string]string{}}
 	fail := func(err error) { s.writeError(w, r, err, rt.rtype, nil) }
+	// A malformed query is refused, not read leniently: r.URL.Query() drops
+	// a pair it cannot decode, and a dropped filter widens a search (and a
+	// query_token signed from it) to the whole account.
+	q, qerr := url.ParseQuery(r.URL.RawQuery)
+	c.query = q
 
 	// 2. authentication, before anything is read.
 	if rt.auth != authNone {
@@ -88,6 +93,10 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 			fail(err)
 			return
 		}
+	}
+	if qerr != nil {
+		fail(errs.Query("", "the query string must be URL-encoded name=value pairs"))
+		return
 	}
 	// Query values are text the stores keep or compare: U+0000 is refused
 	// on both engines alike (PostgreSQL cannot hold it), in the parameters
@@ -167,6 +176,12 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 		return
 	}
 	fp := idempotency.Fingerprint(secret, r.Method, r.URL.Path, r.URL.RawQuery, canon)
+	// The public key is public (it sits in every storefront page): its
+	// callers get keys of their own, or anyone could claim the key a
+	// merchant's server is about to use for a charge.
+	if r.Header.Get("X-User-Secret-Key") == "" {
+		key = "public:" + key
+	}
 	outcome, rec, err := idempotency.Begin(c.ctx, s.Idempotency, c.account.ID, key, fp, s.Now())
 	if err != nil {
 		s.writeError(w, r, err, rt.rtype, nil)

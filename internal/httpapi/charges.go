@@ -12,7 +12,6 @@ import (
 	"switchyard/internal/errs"
 	"switchyard/internal/money"
 	"switchyard/internal/paydock"
-	"switchyard/internal/search"
 )
 
 type chargeSourceJSON struct {
@@ -242,7 +241,11 @@ func (s *Server) listCharges(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	q := c.query
-	f := charge.Filter{Status: q.Get("status"), Reference: q.Get("reference"), Search: search.Term(q.Get("search"))}
+	term, err := searchParam(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	f := charge.Filter{Status: q.Get("status"), Reference: q.Get("reference"), Search: term}
 	if f.Status != "" && !slices.Contains(charge.Statuses, f.Status) {
 		return 0, nil, errs.Query("status", "status must be one of: "+strings.Join(charge.Statuses, ", "))
 	}

@@ -6,7 +6,6 @@ import (
 	"switchyard/internal/customer"
 	"switchyard/internal/errs"
 	"switchyard/internal/paydock"
-	"switchyard/internal/search"
 )
 
 type sourceJSON struct {
@@ -211,7 +210,11 @@ func (s *Server) archiveSource(c *call) (int, any, error) {
 // customerFilter reads the search filters of spec §7.5.
 func customerFilter(c *call) (customer.Filter, error) {
 	q := c.query
-	f := customer.Filter{Search: search.Term(q.Get("search")), Reference: q.Get("reference"), CompanyName: q.Get("company_name")}
+	term, err := searchParam(c)
+	if err != nil {
+		return customer.Filter{}, err
+	}
+	f := customer.Filter{Search: term, Reference: q.Get("reference"), CompanyName: q.Get("company_name")}
 	for _, id := range []struct {
 		name string
 		dst  *string

@@ -1605,6 +1605,8 @@ func TestMetricsRouteLabels(t *testing.T) {
 	e.Do("GET", "/v1/gateways/"+strings.Repeat("0", 24), nil)
 	e.Do("GET", "/v1/no/such/"+g, nil)
 	e.Do("PATCH", "/v1/gateways/"+g, nil)
+	// Any token is a method to net/http: a client's own is not a label.
+	e.Do("X4111111111111111", "/v1/no/such", nil, noKey...)
 	r := e.Do("GET", "/metrics", nil, noKey...)
 	if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("metrics: HTTP %d %q", r.Status, r.Header.Get("Content-Type"))
@@ -1617,12 +1619,13 @@ func TestMetricsRouteLabels(t *testing.T) {
 		`switchyard_http_requests_total{method="POST",route="/v1/gateways",status="201"}`,
 		`switchyard_http_requests_total{method="PATCH",route="/v1/gateways/{id}",status="405"}`,
 		`switchyard_http_request_duration_seconds_bucket{method="GET",route="/v1/gateways/{id}"`,
+		`switchyard_http_requests_total{method="OTHER",route="unmatched",status="404"}`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	for _, leak := range []string{g, "invalid_id_string", "/v1/no/such", strings.Repeat("0", 24)} {
+	for _, leak := range []string{g, "invalid_id_string", "/v1/no/such", strings.Repeat("0", 24), "4111111111111111"} {
 		if strings.Contains(text, leak) {
 			t.Errorf("metrics contain raw path part %q", leak)
 		}
@@ -1688,5 +1691,42 @@ func TestNULIsRefused(t *testing.T) {
 	r = e.Do("GET", "/v1/customers?4111111111111111=%00&foo=%00&search=ok&search=%00", nil)
 	if r.Status != 200 || strings.Contains(string(r.Raw), "4111111111111111") {
 		t.Fatalf("unknown query parameters with NUL: %d %s", r.Status, r.Raw)
+	}
+}
+
+// A query string that does not decode is refused: read leniently, a
+// dropped filter would widen a search (and its query_token) to the whole
+// account. A search longer than any field is refused too.
+func TestMalformedQueryAndLongSearch(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t)
+	for _, q := range []string{"?reference=nomatch%", "?reference=nomatch;x", "?id=" + strings.Repeat("0", 24) + "%zz"} {
+		r := e.Do("GET", "/v1/customers"+q, nil)
+		if code, msg, _, _ := r.ErrorDetails(); r.Status != 400 || code != "ValidationError" || msg != "query validation failed" {
+			t.Errorf("%s: %d %s", q, r.Status, r.Raw)
+		}
+	}
+	for _, path := range []string{"/v1/customers", "/v1/charges"} {
+		r := e.Do("GET", path+"?search="+strings.Repeat("a", 256), nil)
+		if _, msg, p, msgs := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || p != "search" || msgs[0] != "search must be at most 255 characters" {
+			t.Errorf("%s long search: %d %s", path, r.Status, r.Raw)
+		}
+		if r := e.Do("GET", path+"?search="+strings.Repeat("é", 255), nil); r.Status != 200 {
+			t.Errorf("%s search of 255 characters: %d %s", path, r.Status, r.Raw)
+		}
+	}
+}
+
+// An Idempotency-Key sent with the public key (which is public) never
+// blocks the same key on the merchant's own secret-key requests.
+func TestIdempotencyKeysOfThePublicKeyAreTheirOwn(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t)
+	if r := e.Do("POST", "/v1/payment_sources/tokens", `{}`, "auth", "none", "x-user-public-key", e.Public, "Idempotency-Key", "order-1001"); r.Status != 201 {
+		t.Fatalf("token with the public key: %d %s", r.Status, r.Raw)
+	}
+	r := e.Do("POST", "/v1/gateways", `{"type":"Simulator","name":"Mine"}`, "Idempotency-Key", "order-1001")
+	if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("the merchant's own request under the same key: %d %s", r.Status, r.Raw)
 	}
 }

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"switchyard/internal/search"
+	"unicode/utf8"
 
 	"switchyard/internal/errs"
 	"switchyard/internal/page"
@@ -66,6 +69,21 @@ func skipLimit(c *call) (page.Params, error) {
 	}
 	return p, nil
 }
+
+// searchParam reads search= (§7.5, §8.7) as a term to match. No stored
+// field is longer than 255 characters, so a longer term could match
+// nothing, and it would reach the database as a pattern too complex for
+// it: it is refused.
+func searchParam(c *call) (string, error) {
+	v := c.query.Get("search")
+	if utf8.RuneCountInString(v) > maxTextLen {
+		return "", errs.Query("search", fmt.Sprintf("search must be at most %d characters", maxTextLen))
+	}
+	return search.Term(v), nil
+}
+
+// maxTextLen is the longest text field (spec §3.4).
+const maxTextLen = 255
 
 // queryBool reads a boolean query value in any case (L12); empty is false.
 func queryBool(c *call, name string) (bool, error) {

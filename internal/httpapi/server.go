@@ -147,8 +147,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = rec
 	w.Header().Set("X-Request-Id", ri.id)
 	defer func() {
+		method := methodLabel(r.Method)
 		if p := recover(); p != nil {
-			ri.log().Error("panic", "method", r.Method, "route", ri.route, "panic", redactPanic(p))
+			ri.log().Error("panic", "method", method, "route", ri.route, "panic", redactPanic(p))
 			if !rec.wrote {
 				s.writeError(w, r, &errs.Error{Kind: errs.Internal}, resourceTypeFor(r.URL.Path), nil)
 			}
@@ -159,10 +160,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			route = "unmatched"
 		}
 		if s.Metrics != nil {
-			s.Metrics.observe(r.Method, route, rec.status, d)
+			s.Metrics.observe(method, route, rec.status, d)
 		}
 		if s.Log.Enabled(ctx, slog.LevelDebug) {
-			ri.log().Debug("request", "method", r.Method, "route", route, "status", rec.status, "duration_ms", float64(d.Microseconds())/1000)
+			ri.log().Debug("request", "method", method, "route", route, "status", rec.status, "duration_ms", float64(d.Microseconds())/1000)
 		}
 	}()
 	if path.Clean(r.URL.Path) != r.URL.Path {
@@ -252,4 +253,16 @@ func resourceTypeFor(path string) string {
 		return "service"
 	}
 	return "path"
+}
+
+// methodLabel is the request method as metrics and logs show it: one of a
+// fixed set. Any token is a valid method to net/http, so the client's own
+// would make a new metrics series per request (memory without bound) and
+// put client text, a card number even, into labels and logs.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }

@@ -119,6 +119,11 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
 	}
+	for _, p := range []string{Path(dataDir), LedgerPath(dataDir)} {
+		if err := ownerOnly(p); err != nil {
+			return nil, err
+		}
+	}
 	e, err := openFile(ctx, Path(dataDir), "migrations", "FULL", opts)
 	if err != nil {
 		return nil, err
@@ -135,6 +140,26 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// ownerOnly makes the database file at path, and its WAL and shared-memory
+// files if there, readable by this user only (0600), creating an empty one
+// when missing: SQLite gives the files it creates the database file's
+// mode, and its default (0644 under the usual umask) would let any local
+// user read names, emails and key hashes out of a data dir that is not
+// itself private (MkdirAll does not tighten an existing one).
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("restrict %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // LedgerEngine is the engine of the Simulator's ledger: its own file and

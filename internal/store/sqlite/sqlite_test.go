@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -813,5 +814,37 @@ func TestKeyedLookupIgnoresCancellation(t *testing.T) {
 	}
 	if _, _, err := st.ListGateways(ctx, "acc", gateway.Filter{}, page.Params{Limit: 10}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ListGateways on a cancelled context = %v, want context.Canceled", err)
+	}
+}
+
+// The database files are the owner's only, whatever the data dir's mode.
+func TestFilesAreOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A file left readable by an older version is tightened too.
+	if err := os.WriteFile(Path(dir), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(context.Background(), dir, Options{GroupCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Write(context.Background(), func(q store.Querier) error {
+		_, err := q.ExecContext(context.Background(), "CREATE TABLE perm (x INTEGER)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, name := range []string{"switchyard.db", "switchyard.db-wal", "switchyard.db-shm", "simulator.db", "simulator.db-wal"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			t.Errorf("%s has mode %v", name, m)
+		}
 	}
 }
