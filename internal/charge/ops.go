@@ -280,10 +280,6 @@ func (c *Charge) settleOp(txnID, ext string, decline *errs.Decline, now time.Tim
 // maxBackoff caps the reconciler's exponential backoff (spec §8.8).
 const maxBackoff = time.Hour
 
-// noRecordAfter is how long a charge the gateway has no record of stays
-// inprogress before it fails (spec §4.3).
-const noRecordAfter = 10 * time.Minute
-
 // ReconcileOnce looks up every due transaction once and settles what the
 // gateway knows. It returns how many charges it examined.
 func (s *Service) ReconcileOnce(ctx context.Context, limit int) (int, error) {
@@ -306,7 +302,11 @@ func (s *Service) ReconcileOnce(ctx context.Context, limit int) (int, error) {
 				continue
 			}
 			l, lerr := conn.Lookup(ctx, g, key, t.ID)
-			if err := s.applyLookup(ctx, c, t, l, lerr); err != nil {
+			grace := gateway.DefaultNoRecordAfter
+			if lag, ok := conn.(gateway.RecordLag); ok {
+				grace = lag.NoRecordAfter()
+			}
+			if err := s.applyLookup(ctx, c, t, l, lerr, grace); err != nil {
 				return len(due), err
 			}
 		}
@@ -314,7 +314,7 @@ func (s *Service) ReconcileOnce(ctx context.Context, limit int) (int, error) {
 	return len(due), nil
 }
 
-func (s *Service) applyLookup(ctx context.Context, c Charge, t Txn, l gateway.Lookup, lerr error) error {
+func (s *Service) applyLookup(ctx context.Context, c Charge, t Txn, l gateway.Lookup, lerr error, noRecord time.Duration) error {
 	now := s.stamp()
 	_, err := s.store.UpdateCharge(ctx, c.AccountID, c.ID, func(c *Charge) (*Stats, error) {
 		tx := c.txn(t.ID)
@@ -322,7 +322,7 @@ func (s *Service) applyLookup(ctx context.Context, c Charge, t Txn, l gateway.Lo
 			return nil, nil
 		}
 		switch {
-		case lerr != nil || (!l.Found && now.Sub(tx.CreatedAt) < noRecordAfter) || (l.Found && l.Pending):
+		case lerr != nil || (!l.Found && now.Sub(tx.CreatedAt) < noRecord) || (l.Found && l.Pending):
 			tx.Attempts++
 			backoff := s.Reconcile << min(tx.Attempts, 20)
 			if backoff > maxBackoff || backoff <= 0 {

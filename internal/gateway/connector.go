@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"time"
 
 	"switchyard/internal/errs"
 	"switchyard/internal/vault"
@@ -87,6 +88,18 @@ type Lookup struct {
 	ExternalID string // the gateway's id of what it did
 	Decline    *errs.Decline
 }
+
+// RecordLag is implemented by a connector whose lookups can miss a
+// transaction that did happen for a while (a search index that lags): how
+// long after the attempt "no record" may be believed. Without it the
+// reconciler believes it after DefaultNoRecordAfter.
+type RecordLag interface {
+	NoRecordAfter() time.Duration
+}
+
+// DefaultNoRecordAfter is how long a transaction the gateway has no record
+// of stays unknown before it fails (spec §4.3).
+const DefaultNoRecordAfter = 10 * time.Minute
 
 // Mover moves money. Refusals are *errs.Error with a Decline; a call whose
 // outcome is unknown returns ErrUnknownOutcome.

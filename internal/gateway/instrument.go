@@ -73,3 +73,12 @@ func (i instrumented) Lookup(ctx context.Context, g Gateway, key, txnID string) 
 	defer func(start time.Time) { i.done("lookup", start, err) }(time.Now())
 	return i.c.Lookup(ctx, g, key, txnID)
 }
+
+// NoRecordAfter passes the wrapped connector's RecordLag through (the
+// 10 minutes of spec §4.3 when it has none).
+func (i instrumented) NoRecordAfter() time.Duration {
+	if lag, ok := i.c.(RecordLag); ok {
+		return lag.NoRecordAfter()
+	}
+	return DefaultNoRecordAfter
+}

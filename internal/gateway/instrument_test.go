@@ -61,3 +61,18 @@ func TestInstrumentObservesEveryCall(t *testing.T) {
 		}
 	}
 }
+
+type laggingConn struct{ fakeConn }
+
+func (laggingConn) NoRecordAfter() time.Duration { return 2 * time.Hour }
+
+// The reconciler sees a connector's RecordLag through the instrumentation.
+func TestInstrumentKeepsRecordLag(t *testing.T) {
+	cs := Instrument(Connectors{"Lagging": laggingConn{}, "Plain": fakeConn{}}, func(string, string, string, time.Duration) {})
+	for typ, want := range map[string]time.Duration{"Lagging": 2 * time.Hour, "Plain": DefaultNoRecordAfter} {
+		lag, ok := cs[typ].(RecordLag)
+		if !ok || lag.NoRecordAfter() != want {
+			t.Errorf("%s: RecordLag %v (%v), want %v", typ, ok, lag, want)
+		}
+	}
+}

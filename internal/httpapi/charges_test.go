@@ -12,6 +12,7 @@ import (
 
 	"switchyard/internal/apitest"
 	"switchyard/internal/gateway"
+	"switchyard/internal/store"
 )
 
 // Charge tests (spec §8). Helpers carry a ch prefix.
@@ -468,4 +469,39 @@ func (e *chEnv) amexVault() string {
 		e.T.Fatalf("vault: %d %s", r.Status, r.Raw)
 	}
 	return r.Data()["vault_token"].(string)
+}
+
+// A charge the gateway has no record of stays inprogress for the
+// connector's grace (10 minutes for the Simulator, spec §4.3), then fails
+// with "no record at the gateway"; it is never re-sent.
+func TestChargeWithNoRecordFailsAfterTheGrace(t *testing.T) {
+	e := newCH(t)
+	body := map[string]any{"amount": "10", "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
+		"gateway_id": e.Gateway, "card_name": "T", "card_number": "4000000000000259", "expire_month": 9, "expire_year": 2030}}}
+	id := chStatus(t, e.charge(body, ""), 201, "inprogress")["_id"].(string)
+	// The simulated processor forgets it: as if the call never arrived.
+	if err := e.Store.LedgerEngine().Write(t.Context(), func(q store.Querier) error {
+		_, err := q.ExecContext(t.Context(), "DELETE FROM simulator_ledger")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.counts()
+	e.clock.Advance(5 * time.Minute)
+	if _, err := e.Services.Charges.ReconcileOnce(t.Context(), 100); err != nil {
+		t.Fatal(err)
+	}
+	chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "inprogress")
+	e.clock.Advance(6 * time.Minute)
+	if _, err := e.Services.Charges.ReconcileOnce(t.Context(), 100); err != nil {
+		t.Fatal(err)
+	}
+	d := chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "failed")
+	txn := d["transactions"].([]any)[0].(map[string]any)
+	if txn["status"] != "failed" || txn["gateway_specific_code"] != "no_record" {
+		t.Fatalf("failed transaction: %v", txn)
+	}
+	if after := e.counts(); after[2] != before[2] {
+		t.Fatalf("the charge was sent again: ledger %d → %d", before[2], after[2])
+	}
 }

@@ -734,3 +734,11 @@ func truncateRunes(s string, n int) string {
 	}
 	return s
 }
+
+// NoRecordAfter implements gateway.RecordLag. Stripe's lookups of a
+// PaymentIntent go through its search, which "can be up to an hour behind
+// during outages" (Stripe's search documentation), and outages are when
+// calls time out. So a charge Stripe has no record of stays inprogress for
+// two hours, not the spec's 10 minutes (§4.3): failing a payment that did
+// happen would invite the customer to pay twice.
+func (c *Connector) NoRecordAfter() time.Duration { return 2 * time.Hour }

@@ -761,3 +761,12 @@ func TestTruncateRunes(t *testing.T) {
 		}
 	}
 }
+
+// Stripe's search can lag an hour in an outage: "no record" is believed
+// only after two.
+func TestStripeNoRecordAfter(t *testing.T) {
+	var lag gateway.RecordLag = New("http://127.0.0.1:1", nil)
+	if lag.NoRecordAfter() < 2*time.Hour {
+		t.Fatalf("NoRecordAfter %v", lag.NoRecordAfter())
+	}
+}
