@@ -182,7 +182,8 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	if r.Header.Get("X-User-Secret-Key") == "" {
 		key = "public:" + key
 	}
-	outcome, rec, err := idempotency.Begin(c.ctx, s.Idempotency, c.account.ID, key, fp, s.Now())
+	claimedAt := s.Now()
+	outcome, rec, err := idempotency.Begin(c.ctx, s.Idempotency, c.account.ID, key, fp, claimedAt)
 	if err != nil {
 		s.writeError(w, r, err, rt.rtype, nil)
 		return
@@ -196,10 +197,10 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	// The outcome is recorded even if the client has gone away.
 	ctx := context.WithoutCancel(c.ctx)
 	if storable(res.err) {
-		if err := s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, res.status, res.body); err != nil {
+		if err := s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body); err != nil {
 			info(c.ctx).log().Error("idempotency record not stored", "err", err)
 		}
-	} else if err := s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key); err != nil {
+	} else if err := s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key, claimedAt); err != nil {
 		info(c.ctx).log().Error("idempotency key not released", "err", err)
 	}
 	writeJSON(w, res.status, res.body)

@@ -37,8 +37,11 @@ type Store interface {
 	// an expired record or a stale claim, and returns nil; otherwise it
 	// returns the existing record untouched.
 	ClaimIdempotencyKey(ctx context.Context, account, key, fingerprint string, now time.Time) (*Record, error)
-	FinishIdempotencyKey(ctx context.Context, account, key string, status int, body []byte) error
-	ReleaseIdempotencyKey(ctx context.Context, account, key string) error
+	// FinishIdempotencyKey stores the response of the claim made at
+	// claimedAt, and ReleaseIdempotencyKey frees it; both do nothing when
+	// that claim went stale and another request took the key over.
+	FinishIdempotencyKey(ctx context.Context, account, key string, claimedAt time.Time, status int, body []byte) error
+	ReleaseIdempotencyKey(ctx context.Context, account, key string, claimedAt time.Time) error
 	SweepIdempotencyKeys(ctx context.Context, now time.Time) (int, error)
 }
 

@@ -49,18 +49,23 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, account, key, fp string
 }
 
 // FinishIdempotencyKey implements idempotency.Store.
-func (s *Store) FinishIdempotencyKey(ctx context.Context, account, key string, status int, body []byte) error {
+// A claim is known by its lock's end: a takeover (after the lock) writes a
+// later one.
+func (s *Store) FinishIdempotencyKey(ctx context.Context, account, key string, claimedAt time.Time, status int, body []byte) error {
 	err := s.eng.Write(ctx, func(q Querier) error {
-		_, err := q.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', status = $1, body = $2 WHERE account_id = $3 AND key = $4`, status, body, account, key)
+		_, err := q.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', status = $1, body = $2
+			WHERE account_id = $3 AND key = $4 AND state = 'running' AND locked_until = $5`,
+			status, body, account, key, ms(claimedAt.Add(idempotency.Lock)))
 		return err
 	})
 	return s.wrap("store.FinishIdempotencyKey", err)
 }
 
 // ReleaseIdempotencyKey implements idempotency.Store.
-func (s *Store) ReleaseIdempotencyKey(ctx context.Context, account, key string) error {
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, account, key string, claimedAt time.Time) error {
 	err := s.eng.Write(ctx, func(q Querier) error {
-		_, err := q.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'running'`, account, key)
+		_, err := q.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'running' AND locked_until = $3`,
+			account, key, ms(claimedAt.Add(idempotency.Lock)))
 		return err
 	})
 	return s.wrap("store.ReleaseIdempotencyKey", err)

@@ -54,28 +54,28 @@ func runIdempotency(t *testing.T, open Open) {
 			t0 := now()
 			wantClaimed(t, "claim", claim(t, s, acct, key, "fp1", t0))
 			body := []byte(`{"status":201,"resource":{"type":"charge"}}`)
-			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, key, 201, body))
+			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, key, t0, 201, body))
 			want := idempotency.Record{Fingerprint: "fp1", Done: true, Status: 201, Body: body}
 			wantRecord(t, "after finish", claim(t, s, acct, key, "fp1", t0.Add(time.Second)), want)
 			// Done records do not go stale with the lock.
 			wantRecord(t, "after lock", claim(t, s, acct, key, "fp1", t0.Add(idempotency.Lock+time.Second)), want)
 			// Release frees only running claims.
-			must(t, "Release", s.ReleaseIdempotencyKey(ctx(t), acct, key))
+			must(t, "Release", s.ReleaseIdempotencyKey(ctx(t), acct, key, t0))
 			wantRecord(t, "after release of done", claim(t, s, acct, key, "fp1", t0.Add(2*time.Second)), want)
 		}},
 		{"release frees the key", func(t *testing.T, s *store.Store) {
 			t0 := now()
 			wantClaimed(t, "claim", claim(t, s, acct, key, "fp1", t0))
-			must(t, "Release", s.ReleaseIdempotencyKey(ctx(t), acct, key))
+			must(t, "Release", s.ReleaseIdempotencyKey(ctx(t), acct, key, t0))
 			wantClaimed(t, "claim after release", claim(t, s, acct, key, "fp2", t0.Add(time.Second)))
 			wantRecord(t, "new claim holds", claim(t, s, acct, key, "fp1", t0.Add(2*time.Second)), running("fp2"))
 			// Releasing a key nobody holds is fine.
-			must(t, "Release unknown", s.ReleaseIdempotencyKey(ctx(t), acct, "nobody"))
+			must(t, "Release unknown", s.ReleaseIdempotencyKey(ctx(t), acct, "nobody", t0))
 		}},
 		{"expired record taken over", func(t *testing.T, s *store.Store) {
 			t0 := now()
 			wantClaimed(t, "claim", claim(t, s, acct, key, "fp1", t0))
-			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, key, 200, []byte("old")))
+			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, key, t0, 200, []byte("old")))
 			done := idempotency.Record{Fingerprint: "fp1", Done: true, Status: 200, Body: []byte("old")}
 			wantRecord(t, "just before expiry", claim(t, s, acct, key, "fp2", t0.Add(idempotency.Retention-time.Millisecond)), done)
 			t1 := t0.Add(idempotency.Retention)
@@ -93,14 +93,27 @@ func runIdempotency(t *testing.T, open Open) {
 			wantRecord(t, "new lock holds", claim(t, s, acct, key, "fp3", t1.Add(idempotency.Lock-time.Millisecond)), running("fp2"))
 			wantClaimed(t, "new lock passed", claim(t, s, acct, key, "fp3", t1.Add(idempotency.Lock)))
 		}},
+		{"a claim taken over is not its old owner's to finish or release", func(t *testing.T, s *store.Store) {
+			t0 := now()
+			wantClaimed(t, "claim", claim(t, s, acct, key, "fp1", t0))
+			t1 := t0.Add(idempotency.Lock)
+			wantClaimed(t, "takeover", claim(t, s, acct, key, "fp2", t1))
+			// The first request ends late: it must not touch the second's claim.
+			must(t, "late Finish", s.FinishIdempotencyKey(ctx(t), acct, key, t0, 201, []byte("late")))
+			must(t, "late Release", s.ReleaseIdempotencyKey(ctx(t), acct, key, t0))
+			wantRecord(t, "second claim holds", claim(t, s, acct, key, "fp3", t1.Add(time.Second)), running("fp2"))
+			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, key, t1, 201, []byte("second")))
+			wantRecord(t, "second's answer", claim(t, s, acct, key, "fp2", t1.Add(2*time.Second)),
+				idempotency.Record{Fingerprint: "fp2", Done: true, Status: 201, Body: []byte("second")})
+		}},
 		{"two accounts may use the same key", func(t *testing.T, s *store.Store) {
 			const other = "acct0000000000000000000b"
 			t0 := now()
 			wantClaimed(t, "account a", claim(t, s, acct, key, "fpA", t0))
 			wantClaimed(t, "account b", claim(t, s, other, key, "fpB", t0))
-			must(t, "Finish a", s.FinishIdempotencyKey(ctx(t), acct, key, 201, []byte("a")))
+			must(t, "Finish a", s.FinishIdempotencyKey(ctx(t), acct, key, t0, 201, []byte("a")))
 			wantRecord(t, "b still running", claim(t, s, other, key, "fpB", t0.Add(time.Second)), running("fpB"))
-			must(t, "Release b", s.ReleaseIdempotencyKey(ctx(t), other, key))
+			must(t, "Release b", s.ReleaseIdempotencyKey(ctx(t), other, key, t0))
 			wantRecord(t, "a kept", claim(t, s, acct, key, "fpA", t0.Add(time.Second)),
 				idempotency.Record{Fingerprint: "fpA", Done: true, Status: 201, Body: []byte("a")})
 			wantClaimed(t, "b free", claim(t, s, other, key, "fpB2", t0.Add(time.Second)))
@@ -137,7 +150,7 @@ func runIdempotency(t *testing.T, open Open) {
 			for i, k := range []string{"k0", "k1", "k2"} {
 				wantClaimed(t, k, claim(t, s, acct, k, "fp", t0.Add(time.Duration(i)*time.Hour)))
 			}
-			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, "k0", 200, []byte("x")))
+			must(t, "Finish", s.FinishIdempotencyKey(ctx(t), acct, "k0", t0, 200, []byte("x")))
 			n, err := s.SweepIdempotencyKeys(ctx(t), t0.Add(idempotency.Retention-time.Millisecond))
 			must(t, "Sweep", err)
 			if n != 0 {
