@@ -301,7 +301,7 @@ func (s *Service) ReconcileOnce(ctx context.Context, limit int) (int, error) {
 			if t.NextAttemptAt.IsZero() || t.NextAttemptAt.After(now) || (t.Status != TxnInProgress && t.Status != TxnRequested) {
 				continue
 			}
-			l, lerr := conn.Lookup(ctx, g, key, t.ID)
+			l, lerr := lookup(ctx, conn, g, key, c, t)
 			grace := gateway.DefaultNoRecordAfter
 			if lag, ok := conn.(gateway.RecordLag); ok {
 				grace = lag.NoRecordAfter()
@@ -312,6 +312,18 @@ func (s *Service) ReconcileOnce(ctx context.Context, limit int) (int, error) {
 		}
 	}
 	return len(due), nil
+}
+
+// lookup asks the gateway about t. An operation on a charge the gateway
+// knows (it has the charge's external_id) is read by id where the
+// connector can (gateway.OpLookup); a sale or authorisation whose answer
+// was lost has only our reference.
+func lookup(ctx context.Context, conn gateway.Connector, g gateway.Gateway, key string, c Charge, t Txn) (gateway.Lookup, error) {
+	kinds := map[string]string{CaptureTxn: "capture", Void: "cancel", RefundTxn: "refund"}
+	if ol, ok := conn.(gateway.OpLookup); ok && kinds[t.Type] != "" && c.ExternalID != "" {
+		return ol.LookupOp(ctx, g, key, gateway.OpRef{TxnID: t.ID, Kind: kinds[t.Type], ChargeExternalID: c.ExternalID, ExternalID: t.ExternalID})
+	}
+	return conn.Lookup(ctx, g, key, t.ID)
 }
 
 func (s *Service) applyLookup(ctx context.Context, c Charge, t Txn, l gateway.Lookup, lerr error, noRecord time.Duration) error {

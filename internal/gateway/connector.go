@@ -101,6 +101,23 @@ type RecordLag interface {
 // of stays unknown before it fails (spec §4.3).
 const DefaultNoRecordAfter = 10 * time.Minute
 
+// OpLookup is implemented by a connector that can look a capture, cancel
+// or refund up by the charge's own reference at the gateway (its
+// external_id) and the operation's (a refund's, when the gateway gave one):
+// reads by id, which see every write at once, where Lookup by our
+// reference alone may go through an index that lags.
+type OpLookup interface {
+	LookupOp(ctx context.Context, g Gateway, key string, op OpRef) (Lookup, error)
+}
+
+// OpRef names an operation on a charge for OpLookup.
+type OpRef struct {
+	TxnID            string
+	Kind             string // "capture", "cancel" or "refund"
+	ChargeExternalID string // the charge's reference at the gateway
+	ExternalID       string // the operation's own, when known (a refund's)
+}
+
 // Mover moves money. Refusals are *errs.Error with a Decline; a call whose
 // outcome is unknown returns ErrUnknownOutcome.
 type Mover interface {

@@ -82,3 +82,13 @@ func (i instrumented) NoRecordAfter() time.Duration {
 	}
 	return DefaultNoRecordAfter
 }
+
+// LookupOp passes the wrapped connector's OpLookup through; without one it
+// is Lookup by our reference.
+func (i instrumented) LookupOp(ctx context.Context, g Gateway, key string, op OpRef) (l Lookup, err error) {
+	defer func(start time.Time) { i.done("lookup", start, err) }(time.Now())
+	if ol, ok := i.c.(OpLookup); ok {
+		return ol.LookupOp(ctx, g, key, op)
+	}
+	return i.c.Lookup(ctx, g, key, op.TxnID)
+}

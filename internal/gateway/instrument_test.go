@@ -76,3 +76,22 @@ func TestInstrumentKeepsRecordLag(t *testing.T) {
 		}
 	}
 }
+
+type opConn struct{ fakeConn }
+
+func (opConn) LookupOp(context.Context, Gateway, string, OpRef) (Lookup, error) {
+	return Lookup{Found: true, ExternalID: "by-id"}, nil
+}
+
+// LookupOp reaches the connector's own, or its Lookup by our reference.
+func TestInstrumentLookupOp(t *testing.T) {
+	boom := errors.New("by reference")
+	cs := Instrument(Connectors{"Op": opConn{}, "Plain": fakeConn{err: boom}}, func(string, string, string, time.Duration) {})
+	ref := OpRef{TxnID: "t", Kind: "refund", ChargeExternalID: "pi"}
+	if l, err := cs["Op"].(OpLookup).LookupOp(t.Context(), Gateway{}, "k", ref); err != nil || l.ExternalID != "by-id" {
+		t.Errorf("with OpLookup: %+v %v", l, err)
+	}
+	if _, err := cs["Plain"].(OpLookup).LookupOp(t.Context(), Gateway{}, "k", ref); !errors.Is(err, boom) {
+		t.Errorf("without OpLookup: %v, want its Lookup's answer", err)
+	}
+}

@@ -742,3 +742,15 @@ func truncateRunes(s string, n int) string {
 // two hours, not the spec's 10 minutes (§4.3): failing a payment that did
 // happen would invite the customer to pay twice.
 func (c *Connector) NoRecordAfter() time.Duration { return 2 * time.Hour }
+
+// LookupOp implements gateway.OpLookup: a capture or cancel is read off its
+// PaymentIntent, a refund by its id or from the PaymentIntent's refunds,
+// all reads by id (Stripe's search, which Lookup needs when only our
+// reference is known, can lag an hour).
+func (c *Connector) LookupOp(ctx context.Context, _ gateway.Gateway, key string, op gateway.OpRef) (gateway.Lookup, error) {
+	l, err := c.lookupOp(ctx, key, op.TxnID, opRef{kind: op.Kind, pi: op.ChargeExternalID, re: op.ExternalID}, nil)
+	if err == nil && l.Found && !l.Pending {
+		c.forget(op.TxnID)
+	}
+	return l, err
+}

@@ -595,6 +595,31 @@ func TestLifecycle(t *testing.T) {
 	if l, err := other.Lookup(t.Context(), testGW, fakeKey, capTxn); err != nil || !l.Found || !l.Succeeded {
 		t.Fatalf("capture lookup by another node: %+v, %v", l, err)
 	}
+	// By the charge's PaymentIntent, reads by id: no search, which can lag.
+	before := len(f.calls())
+	third := New(f.url(), nil)
+	for _, c := range []struct {
+		ref  gateway.OpRef
+		want string
+	}{
+		{gateway.OpRef{TxnID: re2Txn, Kind: "refund", ChargeExternalID: pi, ExternalID: re2}, re2},
+		{gateway.OpRef{TxnID: re1Txn, Kind: "refund", ChargeExternalID: pi}, re1}, // the refund's id lost: its PaymentIntent's refunds
+		{gateway.OpRef{TxnID: capTxn, Kind: "capture", ChargeExternalID: pi}, pi},
+	} {
+		l, err := third.LookupOp(t.Context(), testGW, fakeKey, c.ref)
+		if err != nil || !l.Found || !l.Succeeded || l.ExternalID != c.want {
+			t.Fatalf("LookupOp %+v: %+v, %v", c.ref, l, err)
+		}
+	}
+	for _, call := range f.calls()[before:] {
+		if strings.Contains(call.Path, "/search") {
+			t.Errorf("LookupOp searched: %s", call.Path)
+		}
+	}
+	// A cancel of an intent already captured failed, read off the intent.
+	if l, err := third.LookupOp(t.Context(), testGW, fakeKey, gateway.OpRef{TxnID: "555555555555555555555555", Kind: "cancel", ChargeExternalID: pi}); err != nil || !l.Found || l.Succeeded || l.Decline == nil {
+		t.Errorf("cancel of a captured intent: %+v, %v", l, err)
+	}
 	// Nothing left to refund: Stripe refuses.
 	_, err = c.Refund(t.Context(), op("444444444444444444444444", pi, 1))
 	if _, d := decl(t, err); d.Code != "invalid_request_details" || d.GatewayCode != "amount_too_large" || d.ParamName != "" {
