@@ -51,6 +51,8 @@ type Options struct {
 	StripeAPIBase string
 	// SimulatorLatency delays every Simulator call.
 	SimulatorLatency time.Duration
+	// ReadTimeout is the server's (httpapi.Deps.ReadTimeout).
+	ReadTimeout time.Duration
 }
 
 // SyncBuffer is a goroutine-safe log sink.
@@ -126,6 +128,7 @@ func New(t testing.TB, opts ...Options) *Env {
 	log := slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	deps := svc.Deps(log)
 	deps.CORSOrigins = o.CORSOrigins
+	deps.ReadTimeout = o.ReadTimeout
 	deps.Metrics = httpapi.NewMetrics()
 	deps.MetricsHandler = deps.Metrics.Handler()
 	e.Server = httptest.NewServer(httpapi.New(deps))

@@ -60,10 +60,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	handler := httpapi.New(deps)
 
-	// ReadTimeout bounds a body trickled a byte at a time (1 MiB at most);
-	// WriteTimeout a whole request, gateway calls (30 s at most) and the
-	// wait behind another operation on a charge (35 s) included.
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	// The handler bounds how long a body may take to arrive (Deps.ReadTimeout;
+	// http.Server's ReadTimeout would also cancel long handlers' contexts).
+	// WriteTimeout bounds a whole request, gateway calls (30 s at most) and
+	// the wait behind another operation on a charge (35 s) included.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout: 2 * time.Minute, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(e.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 2)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"switchyard/internal/auth"
 	"switchyard/internal/errs"
@@ -129,6 +130,9 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 	} else {
 		c.body = paydock.Object{M: map[string]any{}}
 	}
+	// The request has arrived: the handler's work (gateway calls) is not
+	// bounded by the read deadline (see Deps.ReadTimeout).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	// 5. idempotency, then 6–9 in the handler.
 	if key := r.Header.Get("Idempotency-Key"); r.Method == http.MethodPost && (key != "" || len(r.Header.Values("Idempotency-Key")) > 0) {
 		s.serveIdempotent(rt, c, key, w, r)

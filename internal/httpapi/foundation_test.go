@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -1728,5 +1729,37 @@ func TestIdempotencyKeysOfThePublicKeyAreTheirOwn(t *testing.T) {
 	r := e.Do("POST", "/v1/gateways", `{"type":"Simulator","name":"Mine"}`, "Idempotency-Key", "order-1001")
 	if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "" {
 		t.Fatalf("the merchant's own request under the same key: %d %s", r.Status, r.Raw)
+	}
+}
+
+// A body trickled in cannot hold a connection past the read timeout, and a
+// handler that runs past it (a slow gateway) keeps its context: the
+// deadline is lifted once the request has arrived.
+func TestReadTimeout(t *testing.T) {
+	t.Parallel()
+	e := apitest.New(t, apitest.Options{ReadTimeout: 300 * time.Millisecond, SimulatorLatency: 700 * time.Millisecond})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/customers HTTP/1.1\r\nHost: x\r\nx-user-secret-key: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", e.Secret)
+	start := time.Now()
+	_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Fatalf("the trickled request was still open after %v: %v", time.Since(start), err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the trickled request held the connection %v", d)
+	}
+	// Slower than the read timeout, and with and without a body: done.
+	r := e.Do("POST", "/v1/charges?capture=false", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
+		"gateway_id": e.Gateway, "card_name": "A", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}}})
+	if r.Status != 201 || r.Data()["status"] != "pending" {
+		t.Fatalf("charge slower than the read timeout: %d %s", r.Status, r.Raw)
+	}
+	r = e.Do("DELETE", "/v1/charges/"+r.Data()["_id"].(string)+"/capture", nil)
+	if r.Status != 200 || r.Data()["status"] != "cancelled" {
+		t.Fatalf("cancel slower than the read timeout: %d %s", r.Status, r.Raw)
 	}
 }

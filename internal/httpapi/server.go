@@ -45,6 +45,12 @@ type Deps struct {
 	MetricsHandler http.Handler
 	// OpenAPI is the served API description.
 	OpenAPI []byte
+	// ReadTimeout bounds how long a request may take to arrive, its body
+	// included (default 30 s): a body trickled a byte at a time cannot hold
+	// a connection. Once the body is read the deadline is lifted, so a
+	// long handler (a gateway call) keeps its context: http.Server's own
+	// ReadTimeout would cancel it (golang/go#70834).
+	ReadTimeout time.Duration
 }
 
 // Server is the HTTP API.
@@ -59,6 +65,9 @@ type Server struct {
 func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.ReadTimeout <= 0 {
+		d.ReadTimeout = 30 * time.Second
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -143,6 +152,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = strings.TrimSuffix(p, "/")
 		r.URL.RawPath = ""
 	}
+	// Until the request has arrived (lifted in serve once the body is
+	// read); a request refused before that keeps it, which also bounds the
+	// server's drain of an unread body.
+	_ = http.NewResponseController(w).SetReadDeadline(start.Add(s.ReadTimeout))
 	rec := &statusWriter{ResponseWriter: w}
 	w = rec
 	w.Header().Set("X-Request-Id", ri.id)
@@ -183,6 +196,9 @@ type statusWriter struct {
 	status int
 	wrote  bool
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
