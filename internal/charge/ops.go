@@ -3,6 +3,7 @@ package charge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"switchyard/internal/errs"
@@ -159,7 +160,7 @@ func (s *Service) Capture(ctx context.Context, account, id string, in OpInput) (
 		return c, err
 	}
 	callErr := conn.Capture(ctx, gateway.OpRequest{Gateway: g, Key: key, TxnID: txn.ID, ExternalID: c.ExternalID, Amount: txn.Amount, Currency: c.Currency.Code})
-	return s.finishOp(context.WithoutCancel(ctx), account, id, txn.ID, "", callErr)
+	return s.finishOp(context.WithoutCancel(ctx), c, account, id, txn.ID, "", callErr)
 }
 
 // Cancel releases an authorisation.
@@ -181,7 +182,7 @@ func (s *Service) Cancel(ctx context.Context, account, id string) (Charge, error
 		return c, err
 	}
 	callErr := conn.Cancel(ctx, gateway.OpRequest{Gateway: g, Key: key, TxnID: txn.ID, ExternalID: c.ExternalID, Amount: txn.Amount, Currency: c.Currency.Code})
-	return s.finishOp(context.WithoutCancel(ctx), account, id, txn.ID, "", callErr)
+	return s.finishOp(context.WithoutCancel(ctx), c, account, id, txn.ID, "", callErr)
 }
 
 // Refund refunds part or all of what remains refundable.
@@ -211,7 +212,7 @@ func (s *Service) Refund(ctx context.Context, account, id string, in OpInput) (C
 		return c, err
 	}
 	ext, callErr := conn.Refund(ctx, gateway.OpRequest{Gateway: g, Key: key, TxnID: txn.ID, ExternalID: c.ExternalID, Amount: txn.Amount, Currency: c.Currency.Code})
-	return s.finishOp(context.WithoutCancel(ctx), account, id, txn.ID, ext, callErr)
+	return s.finishOp(context.WithoutCancel(ctx), c, account, id, txn.ID, ext, callErr)
 }
 
 func (s *Service) conn(g gateway.Gateway) (gateway.Connector, string, error) {
@@ -225,12 +226,16 @@ func (s *Service) conn(g gateway.Gateway) (gateway.Connector, string, error) {
 
 // finishOp records a capture, void or refund answer. An unknown outcome
 // stays inprogress for the reconciler.
-func (s *Service) finishOp(ctx context.Context, account, id, txnID, ext string, callErr error) (Charge, error) {
+func (s *Service) finishOp(ctx context.Context, started Charge, account, id, txnID, ext string, callErr error) (Charge, error) {
 	var decline *errs.Decline
 	if callErr != nil {
 		var e *errs.Error
 		if !errors.As(callErr, &e) || e.Decline == nil {
-			return s.store.GetCharge(ctx, account, id)
+			c, err := s.store.GetCharge(ctx, account, id)
+			if err != nil {
+				return started, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+			}
+			return c, nil
 		}
 		decline = e.Decline
 	}
@@ -239,7 +244,9 @@ func (s *Service) finishOp(ctx context.Context, account, id, txnID, ext string, 
 		return c.settleOp(txnID, ext, decline, now), nil
 	})
 	if err != nil {
-		return Charge{}, errs.Wrap("charge.finishOp", err)
+		// As in settle: the operation is answered as begun (inprogress),
+		// not as a retryable error.
+		return started, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	if decline != nil {
 		return c, &errs.Error{Kind: errs.Declined, Op: "charge", Decline: decline}

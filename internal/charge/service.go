@@ -3,6 +3,8 @@ package charge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -505,6 +507,13 @@ func (s *Service) Create(ctx context.Context, account string, in Input) (Charge,
 // settle records the outcome of c's sale or authorisation call. c is the
 // charge as just written: the outcome is applied to it in memory and
 // stored by a conditional update, unless the reconciler got there first.
+// ErrNotRecorded comes with a charge whose gateway answer could not be
+// written (the database failed after the call). The charge returned is as
+// its intent was, inprogress, and the reconciler records the outcome from
+// the gateway: the caller answers it as a success with that status, never
+// as a retryable error (a retry would move money again).
+var ErrNotRecorded = errors.New("the gateway's answer could not be recorded; the reconciler will record it")
+
 func (s *Service) settle(ctx context.Context, c Charge, txnID, ext string, callErr error) (Charge, error) {
 	if errors.Is(callErr, gateway.ErrUnknownOutcome) {
 		return c, nil
@@ -519,15 +528,20 @@ func (s *Service) settle(ctx context.Context, c Charge, txnID, ext string, callE
 		}
 		decline = e.Decline
 	}
+	intent := c
+	intent.Transactions = slices.Clone(c.Transactions)
 	st := c.settleCharge(txnID, ext, decline, s.stamp())
 	ok, err := s.store.SettleTxn(ctx, &c, txnID, st)
-	if err != nil {
-		return Charge{}, errs.Wrap("charge.settle", err)
+	if err == nil && !ok {
+		c, err = s.store.GetCharge(ctx, c.AccountID, c.ID)
 	}
-	if !ok {
-		if c, err = s.store.GetCharge(ctx, c.AccountID, c.ID); err != nil {
-			return Charge{}, errs.Wrap("charge.settle", err)
-		}
+	if err != nil {
+		// The gateway has answered but its answer could not be recorded
+		// (the database is down). A 503 would tell the client to retry,
+		// and a retry would charge again: the charge is answered as its
+		// intent says, inprogress, and the reconciler records the outcome
+		// from the gateway (spec §8.8).
+		return intent, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	if decline != nil {
 		return c, &errs.Error{Kind: errs.Declined, Op: "charge", Decline: decline}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -148,12 +149,18 @@ func chargeInput(c *call) charge.Input {
 
 func (s *Server) createCharge(c *call) (int, any, error) {
 	ch, err := s.Charges.Create(c.ctx, c.account.ID, chargeInput(c))
-	return chargeResult(http.StatusCreated, ch, err)
+	return chargeResult(c, http.StatusCreated, ch, err)
 }
 
 // chargeResult returns a charge, with the failed charge as data beside a
 // gateway error (spec §8.5).
-func chargeResult(status int, ch charge.Charge, err error) (int, any, error) {
+func chargeResult(c *call, status int, ch charge.Charge, err error) (int, any, error) {
+	if errors.Is(err, charge.ErrNotRecorded) {
+		// The gateway acted; its answer waits for the reconciler. The charge
+		// is answered inprogress (spec §8.8), never as a 503 to retry.
+		info(c.ctx).log().Warn("gateway answer not recorded; the reconciler will settle the charge", "charge_id", ch.ID, "err", err)
+		return status, toChargeJSON(ch), nil
+	}
 	if err != nil {
 		if ch.ID != "" {
 			return 0, toChargeJSON(ch), err
@@ -180,7 +187,7 @@ func (s *Server) chargeExists(c *call) error {
 
 func (s *Server) getCharge(c *call) (int, any, error) {
 	ch, err := s.Charges.Get(c.ctx, c.account.ID, c.param("id"))
-	return chargeResult(http.StatusOK, ch, err)
+	return chargeResult(c, http.StatusOK, ch, err)
 }
 
 func (s *Server) captureCharge(c *call) (int, any, error) {
@@ -189,12 +196,12 @@ func (s *Server) captureCharge(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	ch, err := s.Charges.Capture(c.ctx, c.account.ID, c.param("id"), in)
-	return chargeResult(http.StatusCreated, ch, err)
+	return chargeResult(c, http.StatusCreated, ch, err)
 }
 
 func (s *Server) cancelCharge(c *call) (int, any, error) {
 	ch, err := s.Charges.Cancel(c.ctx, c.account.ID, c.param("id"))
-	return chargeResult(http.StatusOK, ch, err)
+	return chargeResult(c, http.StatusOK, ch, err)
 }
 
 func (s *Server) refundCharge(c *call) (int, any, error) {
@@ -203,12 +210,12 @@ func (s *Server) refundCharge(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	ch, err := s.Charges.Refund(c.ctx, c.account.ID, c.param("id"), in)
-	return chargeResult(http.StatusOK, ch, err)
+	return chargeResult(c, http.StatusOK, ch, err)
 }
 
 func (s *Server) archiveCharge(c *call) (int, any, error) {
 	ch, err := s.Charges.Archive(c.ctx, c.account.ID, c.param("id"))
-	return chargeResult(http.StatusOK, ch, err)
+	return chargeResult(c, http.StatusOK, ch, err)
 }
 
 // parseDate reads a date filter (spec §1.5): a date (whole UTC day) or an

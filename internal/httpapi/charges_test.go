@@ -505,3 +505,41 @@ func TestChargeWithNoRecordFailsAfterTheGrace(t *testing.T) {
 		t.Fatalf("the charge was sent again: ledger %d → %d", before[2], after[2])
 	}
 }
+
+// When the gateway has acted but its answer cannot be recorded, the charge
+// is answered inprogress for the reconciler: never a 503, whose retry
+// would charge again.
+func TestChargeAnswerNotRecordedIsNotRetryable(t *testing.T) {
+	e := &chEnv{Env: apitest.New(t, apitest.Options{SimulatorLatency: time.Second})}
+	done := make(chan *apitest.Response, 1)
+	go func() {
+		done <- e.Do("POST", "/v1/charges", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
+			"gateway_id": e.Gateway, "card_name": "A", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}}})
+	}()
+	// Once the intent is written (the gateway call has begun), the store
+	// loses the table the answer goes to.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var n int
+		if err := e.Store.Engine().Reader().QueryRowContext(t.Context(), "SELECT count(*) FROM charges").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no charge intent")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
+		_, err := q.ExecContext(t.Context(), "DROP TABLE charge_transactions")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.Status != 201 || r.Data()["status"] != "inprogress" {
+		t.Fatalf("answer not recorded: %d %s", r.Status, r.Raw)
+	}
+}
