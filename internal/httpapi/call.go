@@ -192,11 +192,26 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 		s.writeError(w, r, err, rt.rtype, nil)
 		return
 	}
-	if outcome == idempotency.Replay {
+	switch outcome {
+	case idempotency.Replay:
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, rec.Status, rec.Body)
 		return
+	case idempotency.Resume:
+		// The first request was interrupted after it created its charge:
+		// that charge, as it is now (the reconciler settles it), and
+		// nothing runs again.
+		ch, err := s.Charges.Get(c.ctx, c.account.ID, rec.ChargeID)
+		if err != nil {
+			s.writeError(w, r, err, rt.rtype, nil)
+			return
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeJSON(w, http.StatusCreated, encode(paydock.Envelope{Status: http.StatusCreated,
+			Resource: paydock.Resource{Type: rt.rtype, Data: toChargeJSON(ch)}}))
+		return
 	}
+	c.ctx = idempotency.WithClaim(c.ctx, idempotency.Claim{Key: key, ClaimedAt: claimedAt})
 	res := s.run(rt, c, r)
 	// The outcome is recorded even if the client has gone away.
 	ctx := context.WithoutCancel(c.ctx)

@@ -543,3 +543,44 @@ func TestChargeAnswerNotRecordedIsNotRetryable(t *testing.T) {
 		t.Fatalf("answer not recorded: %d %s", r.Status, r.Raw)
 	}
 }
+
+// A charge request interrupted after it wrote its intent (its node died,
+// its claim went stale) is never run again under its key: a retry answers
+// the charge it created (spec §9: retrying later gives the response).
+func TestIdempotentChargeInterruptedIsNotRunAgain(t *testing.T) {
+	e := newCH(t)
+	body := map[string]any{"amount": "12.34", "currency": "AUD", "customer_id": e.customer, "reference": "CRASH-1"}
+	first := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "crash-1")
+	id := chStatus(t, first, 201, "complete")["_id"].(string)
+	// As if the node had died between the gateway call and the answer:
+	// the claim is still running, with the charge its intent recorded.
+	if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
+		res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL WHERE key = 'crash-1' AND charge_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("the claim did not record the charge (%d rows)", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.counts()
+	if r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "crash-1"); r.Status != 409 {
+		t.Fatalf("while the claim holds: %d %s", r.Status, r.Raw)
+	}
+	e.clock.Advance(3 * time.Minute) // the claim is stale
+	r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "crash-1")
+	if r.Status != 201 || r.Data()["_id"] != id || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry after the interruption: %d %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+	}
+	if after := e.counts(); after != before {
+		t.Fatalf("the charge ran again: %v → %v", before, after)
+	}
+	// Another body under the key is still a mismatch.
+	body["amount"] = "99"
+	if r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "crash-1"); r.Status != 400 {
+		t.Fatalf("other body: %d %s", r.Status, r.Raw)
+	}
+}

@@ -29,13 +29,38 @@ type Record struct {
 	Done        bool
 	Status      int
 	Body        []byte
+	// ChargeID is the charge an unfinished request created, when its claim
+	// went stale (the request was interrupted): a retry answers that charge
+	// rather than running again.
+	ChargeID string
+}
+
+// Claim is the key a request holds, carried in its context so that the
+// store can record the charge it creates with the charge's intent.
+type Claim struct {
+	Key       string
+	ClaimedAt time.Time
+}
+
+type claimKey struct{}
+
+// WithClaim returns ctx carrying c.
+func WithClaim(ctx context.Context, c Claim) context.Context {
+	return context.WithValue(ctx, claimKey{}, c)
+}
+
+// ClaimFrom returns the claim ctx carries.
+func ClaimFrom(ctx context.Context) (Claim, bool) {
+	c, ok := ctx.Value(claimKey{}).(Claim)
+	return c, ok
 }
 
 // Store keeps the records.
 type Store interface {
 	// ClaimIdempotencyKey inserts a claim for (account, key), or takes over
 	// an expired record or a stale claim, and returns nil; otherwise it
-	// returns the existing record untouched.
+	// returns the existing record untouched. A stale claim whose request
+	// created a charge is not taken over: it is returned with ChargeID.
 	ClaimIdempotencyKey(ctx context.Context, account, key, fingerprint string, now time.Time) (*Record, error)
 	// FinishIdempotencyKey stores the response of the claim made at
 	// claimedAt, and ReleaseIdempotencyKey frees it; both do nothing when
@@ -83,6 +108,7 @@ type Outcome int
 const (
 	Run    Outcome = iota // the caller owns the key: run the request, then Finish or Release
 	Replay                // a stored response: send Record.Status and Record.Body
+	Resume                // an interrupted request made Record.ChargeID: answer that charge as it is now
 )
 
 // Begin claims key for a request with fingerprint fp.
@@ -96,6 +122,9 @@ func Begin(ctx context.Context, s Store, account, key, fp string, now time.Time)
 	}
 	if rec.Fingerprint != fp {
 		return 0, nil, errs.Unfulfilledf("idempotency-key", "idempotency key reused with different parameters")
+	}
+	if !rec.Done && rec.ChargeID != "" {
+		return Resume, rec, nil
 	}
 	if !rec.Done {
 		m := "a request with this idempotency key is in progress"

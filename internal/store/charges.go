@@ -165,7 +165,12 @@ func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) 
 
 // CreateCharge implements charge.Store.
 func (s *Store) CreateCharge(ctx context.Context, c *charge.Charge) error {
-	err := s.eng.Write(ctx, func(q Querier) error { return writeCharge(ctx, q, c, true) })
+	err := s.eng.Write(ctx, func(q Querier) error {
+		if err := writeCharge(ctx, q, c, true); err != nil {
+			return err
+		}
+		return noteClaimedCharge(ctx, q, c.AccountID, c.ID)
+	})
 	return s.wrap("store.CreateCharge", err)
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"switchyard/internal/idempotency"
@@ -27,18 +28,26 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, account, key, fp string
 		var rec idempotency.Record
 		var state string
 		var lockedUntil, expires int64
-		err = q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
-			Scan(&rec.Fingerprint, &state, &rec.Status, &rec.Body, &lockedUntil, &expires)
+		var chargeID sql.NullString
+		err = q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at, charge_id FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
+			Scan(&rec.Fingerprint, &state, &rec.Status, &rec.Body, &lockedUntil, &expires, &chargeID)
 		if err != nil {
 			return err
 		}
-		stale := expires <= ms(now) || (state == "running" && lockedUntil <= ms(now))
+		expired := expires <= ms(now)
+		stale := expired || (state == "running" && lockedUntil <= ms(now))
+		if stale && !expired && chargeID.String != "" {
+			// Interrupted after it created a charge: never run it again.
+			rec.ChargeID = chargeID.String
+			existing = &rec
+			return nil
+		}
 		if !stale {
 			rec.Done = state == "done"
 			existing = &rec
 			return nil
 		}
-		_, err = q.ExecContext(ctx, `UPDATE idempotency_keys SET fingerprint = $1, state = 'running', status = 0, body = NULL, locked_until = $2, expires_at = $3 WHERE account_id = $4 AND key = $5`,
+		_, err = q.ExecContext(ctx, `UPDATE idempotency_keys SET fingerprint = $1, state = 'running', status = 0, body = NULL, charge_id = NULL, locked_until = $2, expires_at = $3 WHERE account_id = $4 AND key = $5`,
 			fp, ms(now.Add(idempotency.Lock)), ms(now.Add(idempotency.Retention)), account, key)
 		return err
 	})
@@ -83,4 +92,17 @@ func (s *Store) SweepIdempotencyKeys(ctx context.Context, now time.Time) (int, e
 		return err
 	})
 	return int(n), s.wrap("store.SweepIdempotencyKeys", err)
+}
+
+// noteClaimedCharge records, in the transaction that writes a charge's
+// intent, that the idempotent request holding ctx's claim created it.
+func noteClaimedCharge(ctx context.Context, q Querier, account, chargeID string) error {
+	cl, ok := idempotency.ClaimFrom(ctx)
+	if !ok {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, `UPDATE idempotency_keys SET charge_id = $1
+		WHERE account_id = $2 AND key = $3 AND state = 'running' AND locked_until = $4`,
+		chargeID, account, cl.Key, ms(cl.ClaimedAt.Add(idempotency.Lock)))
+	return err
 }
