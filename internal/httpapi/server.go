@@ -51,6 +51,11 @@ type Deps struct {
 	// long handler (a gateway call) keeps its context: http.Server's own
 	// ReadTimeout would cancel it (golang/go#70834).
 	ReadTimeout time.Duration
+	// RequestTimeout bounds a request's work (default 90 s: above a gateway
+	// call's 30 s and the 35 s wait behind another operation on a charge).
+	// A database that stops answering, rather than going away, then gives
+	// 503 instead of a request that hangs.
+	RequestTimeout time.Duration
 }
 
 // Server is the HTTP API.
@@ -68,6 +73,9 @@ func New(d Deps) *Server {
 	}
 	if d.ReadTimeout <= 0 {
 		d.ReadTimeout = 30 * time.Second
+	}
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = 90 * time.Second
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,7 +154,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id"))}
 	ri.base = s.Log
-	ctx := context.WithValue(r.Context(), reqInfoKey, ri)
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), reqInfoKey, ri), s.RequestTimeout)
+	defer cancel()
 	r = r.WithContext(ctx)
 	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
 		r.URL.Path = strings.TrimSuffix(p, "/")

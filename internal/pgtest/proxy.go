@@ -20,6 +20,8 @@ type Proxy struct {
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    []net.Conn
+	stalled  bool
+	resumed  *sync.Cond // on mu: Resume or Cut
 }
 
 // NewProxy starts a proxy to the cluster; it is cut when t ends.
@@ -30,6 +32,7 @@ func (c *Cluster) NewProxy(t testing.TB) *Proxy {
 		t.Fatal(err)
 	}
 	p := &Proxy{Addr: ln.Addr().String(), t: t, upstream: fmt.Sprintf("127.0.0.1:%d", c.port)}
+	p.resumed = sync.NewCond(&p.mu)
 	p.serve(ln)
 	t.Cleanup(p.Cut)
 	return p
@@ -63,16 +66,56 @@ func (p *Proxy) serve(ln net.Listener) {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
+			go func() { p.copy(u, c); u.Close() }()
+			go func() { p.copy(c, u); c.Close() }()
 		}
 	}()
+}
+
+// copy forwards src to dst, holding what it reads while the proxy stalls.
+func (p *Proxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.stalled {
+				p.resumed.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Stall keeps every connection open but forwards nothing: to a node that
+// is a database that stopped answering (a frozen server, a dead network
+// path), not one that went away.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// Resume ends a Stall.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	p.stalled = false
+	p.resumed.Broadcast()
+	p.mu.Unlock()
 }
 
 // Cut closes the listener and every forwarded connection.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.stalled = false
+	p.resumed.Broadcast()
 	if p.ln != nil {
 		p.ln.Close()
 		p.ln = nil

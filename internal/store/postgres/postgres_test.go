@@ -598,3 +598,42 @@ func TestMigrationsMirrorSQLite(t *testing.T) {
 		t.Errorf("tables and columns (-sqlite +postgres):\n%s", diff)
 	}
 }
+
+// A database that stops answering (not one that went away) gives
+// Unavailable as soon as the caller's deadline passes, on reads and in
+// transactions: the HTTP layer's request deadline turns a hang into 503.
+func TestStalledDatabaseGivesUnavailable(t *testing.T) {
+	c := pgtest.Require(t)
+	name := pgtest.Name(pgtest.NewDatabase(t))
+	p := c.NewProxy(t)
+	s := store.New(openEngine(t, p.URL(name, ""), postgres.Options{MaxConns: 4, ConnectTimeout: 2 * time.Second}))
+	account := mustAccount(t, s)
+	p.Stall()
+	for name, call := range map[string]func(ctx context.Context) error{
+		"read": func(ctx context.Context) error { _, err := s.GetCustomer(ctx, account, paydock.NewID()); return err },
+		"write": func(ctx context.Context) error {
+			k := auth.NewKeys()
+			return s.CreateAccount(ctx, auth.Account{ID: paydock.NewID(), Name: "S", CreatedAt: now()}, auth.Hash(k.Secret), auth.Hash(k.Public))
+		},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		start := time.Now()
+		err := call(ctx)
+		cancel()
+		if errs.KindOf(err) != errs.Unavailable || time.Since(start) > 5*time.Second {
+			t.Errorf("%s on a stalled database: %v (kind %v) after %v", name, err, errs.KindOf(err), time.Since(start))
+		}
+	}
+	p.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.GetCustomer(t.Context(), account, paydock.NewID())
+		if errs.KindOf(err) == errs.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
