@@ -201,19 +201,21 @@ func CheckKeys(ctx context.Context, st *store.Store, ring *keyring.Ring) error {
 	return nil
 }
 
-// reloadRing reads the master keys again from where cfg says (the same precedence as at start) and
-// refuses a key set that dropped a version old holds: data may still use it. keys rotate calls it
-// after appending a version; it is also what a running server on the embedded default would call
-// (on SIGHUP, or when <data-dir>/master.key changes) to pick up a version added by keys rotate.
+// reloadRing reads the master keys again from where cfg says (the same precedence as at start).
+// keys rotate calls it after appending a version; a running server calls it when its key file
+// changes, to pick up a version added by keys rotate or to drop one retired and removed. It
+// refuses a key set without the primary version old writes with: a write under way may still use
+// it. Whether every version the data uses is configured is CheckKeys's to say, and the caller runs
+// it: a version dropped after keys retire is used by nothing, and dropping it must not stop the
+// server from ever reloading again (the next rotation would then re-wrap under a version the
+// server does not hold).
 func reloadRing(cfg config.Config, getenv func(string) string, old *keyring.Ring) (*keyring.Ring, error) {
 	r, err := loadRing(cfg, getenv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range old.Versions() {
-		if !r.Has(v) {
-			return nil, fmt.Errorf("reloaded master keys lack v%d, which the running key set holds", v)
-		}
+	if p := old.Primary(); !r.Has(p) {
+		return nil, fmt.Errorf("reloaded master keys lack v%d, the version this server writes with", p)
 	}
 	return r, nil
 }

@@ -617,3 +617,61 @@ func TestStartRefusedWhenKeysCannotOpenData(t *testing.T) {
 	}
 	keysOpensAll(t, st, keysMust(keyring.ParseMaterial(e1)), rec)
 }
+
+// Two rotations of a running server on the embedded default, the retired
+// version's line removed between them (spec §11's procedure twice): the
+// server reloads the file each time and keeps opening every card. It used
+// to refuse the file without the retired version, then never reload again,
+// so the second rotation re-wrapped everything under a key it lacked.
+func TestKeysRotateTwiceOnARunningServer(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "master.key")
+	s := keysStart(t, dir, "", "--log-level", "info")
+	rec := s.mustCreateVault(t)
+	waitReload := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(s.stderr.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the server did not reload %q:\n%s", want, s.stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if code, _, errOut := keysRun(t, "keys", "rotate", "--data-dir", dir); code != 0 {
+		t.Fatalf("rotate to v2: %d %q", code, errOut)
+	}
+	waitReload("primary=v2")
+	if code, _, errOut := keysRun(t, "keys", "retire", "v1", "--data-dir", dir); code != 0 {
+		t.Fatalf("retire v1: %d %q", code, errOut)
+	}
+	// Remove v1's line, as §11 says after retiring it.
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(string(keysMust(os.ReadFile(keyFile)))), "\n") {
+		if !strings.HasPrefix(l, "v1:") {
+			keep = append(keep, l)
+		}
+	}
+	if err := os.WriteFile(keyFile, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The reload without v1 is taken (the log says so once more for v2).
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(s.stderr.String(), "primary=v2") < 2 {
+		if strings.Contains(s.stderr.String(), "were not reloaded") || time.Now().After(deadline) {
+			t.Fatalf("the server refused the key file without v1:\n%s", s.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _, errOut := keysRun(t, "keys", "rotate", "--data-dir", dir); code != 0 {
+		t.Fatalf("rotate to v3: %d %q", code, errOut)
+	}
+	waitReload("primary=v3")
+	if got, err := s.getVault(rec.token); err != nil || got.fingerprint != rec.fingerprint {
+		t.Fatalf("the running server cannot read a card after two rotations: %+v %v", got, err)
+	}
+	if code, data, err := s.do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"vault_token": rec.token, "gateway_id": s.gateway()}}); err != nil || code != 201 {
+		t.Fatalf("the running server cannot use a card after two rotations: %d %v %v", code, data, err)
+	}
+	s.mustCreateVault(t)
+}
