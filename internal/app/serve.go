@@ -55,6 +55,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	metrics.InProgress(func() (int, error) { return e.store.CountChargesInProgress(context.Background()) })
 	deps := svc.Deps(e.log)
 	deps.Metrics, deps.CORSOrigins = metrics, e.cfg.CORSOrigins
+	if e.cfg.DatabaseURL != "" {
+		// A database that stops answering gives 503, not a hang: above a
+		// gateway call's 30 s and the 35 s wait behind another operation.
+		deps.RequestTimeout = 90 * time.Second
+	}
 	if e.cfg.MetricsListen == "" {
 		deps.MetricsHandler = metrics.Handler()
 	}

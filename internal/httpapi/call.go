@@ -132,7 +132,9 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) {
 	}
 	// The request has arrived: the handler's work (gateway calls) is not
 	// bounded by the read deadline (see Deps.ReadTimeout).
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	if r.ContentLength != 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
 	// 5. idempotency, then 6–9 in the handler.
 	if key := r.Header.Get("Idempotency-Key"); r.Method == http.MethodPost && (key != "" || len(r.Header.Values("Idempotency-Key")) > 0) {
 		s.serveIdempotent(rt, c, key, w, r)

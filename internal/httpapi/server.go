@@ -51,10 +51,10 @@ type Deps struct {
 	// long handler (a gateway call) keeps its context: http.Server's own
 	// ReadTimeout would cancel it (golang/go#70834).
 	ReadTimeout time.Duration
-	// RequestTimeout bounds a request's work (default 90 s: above a gateway
-	// call's 30 s and the 35 s wait behind another operation on a charge).
-	// A database that stops answering, rather than going away, then gives
-	// 503 instead of a request that hangs.
+	// RequestTimeout, when set, bounds a request's work: a database that
+	// stops answering, rather than going away, then gives 503 instead of a
+	// request that hangs. The app sets it for PostgreSQL (a local SQLite
+	// file cannot stall that way, and the timer is a cost on every request).
 	RequestTimeout time.Duration
 }
 
@@ -74,9 +74,7 @@ func New(d Deps) *Server {
 	if d.ReadTimeout <= 0 {
 		d.ReadTimeout = 30 * time.Second
 	}
-	if d.RequestTimeout <= 0 {
-		d.RequestTimeout = 90 * time.Second
-	}
+
 	if d.Log == nil {
 		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -154,17 +152,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id"))}
 	ri.base = s.Log
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), reqInfoKey, ri), s.RequestTimeout)
-	defer cancel()
+	ctx := context.WithValue(r.Context(), reqInfoKey, ri)
+	if s.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.RequestTimeout)
+		defer cancel()
+	}
 	r = r.WithContext(ctx)
 	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
 		r.URL.Path = strings.TrimSuffix(p, "/")
 		r.URL.RawPath = ""
 	}
-	// Until the request has arrived (lifted in serve once the body is
-	// read); a request refused before that keeps it, which also bounds the
-	// server's drain of an unread body.
-	_ = http.NewResponseController(w).SetReadDeadline(start.Add(s.ReadTimeout))
+	// A body must arrive in time (lifted in serve once it is read); a
+	// request refused before that keeps the deadline, which also bounds
+	// the server's drain of an unread body. Most requests have none.
+	if r.ContentLength != 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(start.Add(s.ReadTimeout))
+	}
 	rec := &statusWriter{ResponseWriter: w}
 	w = rec
 	w.Header().Set("X-Request-Id", ri.id)
