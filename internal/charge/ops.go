@@ -321,14 +321,16 @@ func (s *Service) ReconcileOnce(ctx context.Context, limit int) (int, error) {
 	return len(due), nil
 }
 
+// opKinds names the operations gateway.OpRef knows, by transaction type.
+var opKinds = map[string]string{CaptureTxn: "capture", Void: "cancel", RefundTxn: "refund"}
+
 // lookup asks the gateway about t. An operation on a charge the gateway
 // knows (it has the charge's external_id) is read by id where the
 // connector can (gateway.OpLookup); a sale or authorisation whose answer
 // was lost has only our reference.
 func lookup(ctx context.Context, conn gateway.Connector, g gateway.Gateway, key string, c Charge, t Txn) (gateway.Lookup, error) {
-	kinds := map[string]string{CaptureTxn: "capture", Void: "cancel", RefundTxn: "refund"}
-	if ol, ok := conn.(gateway.OpLookup); ok && kinds[t.Type] != "" && c.ExternalID != "" {
-		return ol.LookupOp(ctx, g, key, gateway.OpRef{TxnID: t.ID, Kind: kinds[t.Type], ChargeExternalID: c.ExternalID, ExternalID: t.ExternalID})
+	if ol, ok := conn.(gateway.OpLookup); ok && opKinds[t.Type] != "" && c.ExternalID != "" {
+		return ol.LookupOp(ctx, g, key, gateway.OpRef{TxnID: t.ID, Kind: opKinds[t.Type], ChargeExternalID: c.ExternalID, ExternalID: t.ExternalID})
 	}
 	return conn.Lookup(ctx, g, key, t.ID)
 }
