@@ -17,10 +17,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"switchyard/internal/search"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"switchyard/internal/search"
 )
 
 // Bulk seeding (-seed N) writes customers straight into a STOPPED server's

@@ -132,8 +132,6 @@ func (s *Service) newTxn(typ string, amount int64, status string) Txn {
 // after begin stopped waiting).
 var errBusy = errs.Unfulfilledf("", "another operation on this charge is in progress")
 
-func busyErr() error { return errBusy }
-
 // Capture captures an authorisation, fully or partly (spec §8.6).
 func (s *Service) Capture(ctx context.Context, account, id string, in OpInput) (Charge, error) {
 	c, txn, g, err := s.begin(ctx, account, id, func(c *Charge) (Txn, error) {
@@ -145,7 +143,7 @@ func (s *Service) Capture(ctx context.Context, account, id string, in OpInput) (
 			return Txn{}, stateErr("captured", c.Status)
 		}
 		if c.busy() {
-			return Txn{}, busyErr()
+			return Txn{}, errBusy
 		}
 		if amt > c.Amount {
 			return Txn{}, errs.Unfulfilledf("amount", "amount exceeds the authorised amount")
@@ -170,7 +168,7 @@ func (s *Service) Cancel(ctx context.Context, account, id string) (Charge, error
 			return Txn{}, stateErr("cancelled", c.Status)
 		}
 		if c.busy() {
-			return Txn{}, busyErr()
+			return Txn{}, errBusy
 		}
 		return s.newTxn(Void, c.Amount, TxnInProgress), nil
 	})
@@ -197,7 +195,7 @@ func (s *Service) Refund(ctx context.Context, account, id string, in OpInput) (C
 			return Txn{}, stateErr("refunded", c.Status)
 		}
 		if c.busy() {
-			return Txn{}, busyErr()
+			return Txn{}, errBusy
 		}
 		if amt > remaining || amt <= 0 {
 			return Txn{}, errs.Unfulfilledf("amount", "amount exceeds the refundable amount")

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"switchyard/internal/search"
 	"unicode/utf8"
 
+	"switchyard/internal/contact"
 	"switchyard/internal/errs"
 	"switchyard/internal/page"
+	"switchyard/internal/search"
 )
 
 // pageParams reads skip, limit, sortkey, sortdirection and archived
@@ -76,14 +77,11 @@ func skipLimit(c *call) (page.Params, error) {
 // it: it is refused.
 func searchParam(c *call) (string, error) {
 	v := c.query.Get("search")
-	if utf8.RuneCountInString(v) > maxTextLen {
-		return "", errs.Query("search", fmt.Sprintf("search must be at most %d characters", maxTextLen))
+	if utf8.RuneCountInString(v) > contact.MaxText {
+		return "", errs.Query("search", fmt.Sprintf("search must be at most %d characters", contact.MaxText))
 	}
 	return search.Term(v), nil
 }
-
-// maxTextLen is the longest text field (spec §3.4).
-const maxTextLen = 255
 
 // queryBool reads a boolean query value in any case (L12); empty is false.
 func queryBool(c *call, name string) (bool, error) {

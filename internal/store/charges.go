@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"switchyard/internal/search"
 	"time"
 
 	"switchyard/internal/charge"
@@ -14,6 +13,7 @@ import (
 	"switchyard/internal/gateway/simulator"
 	"switchyard/internal/money"
 	"switchyard/internal/page"
+	"switchyard/internal/search"
 )
 
 const chargeCols = `id, account_id, customer_id, source_id, gateway_id, external_id, amount, captured, refunded, currency,
