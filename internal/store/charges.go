@@ -125,29 +125,36 @@ var (
 )
 
 func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) error {
-	snap, err := json.Marshal(c.Customer)
+	stmts, err := chargeStmts(c, insert)
 	if err != nil {
 		return err
+	}
+	return execStmts(ctx, q, nil, stmts)
+}
+
+// chargeStmts insert c, or update it in place, with its transactions.
+func chargeStmts(c *charge.Charge, insert bool) ([]Stmt, error) {
+	snap, err := json.Marshal(c.Customer)
+	if err != nil {
+		return nil, err
 	}
 	args := []any{c.ID, c.AccountID, c.CustomerID, c.SourceID, c.GatewayID, c.ExternalID, c.Amount, c.Captured, c.Refunded, c.Currency.Code,
 		c.Reference, c.Description, metaText(c.Meta), c.Status, b2i(c.Capture), b2i(c.OneOff), b2i(c.Archived), string(snap),
 		ms(c.CreatedAt), ms(c.UpdatedAt), chargeSearch(c)}
+	stmts := make([]Stmt, 0, 1+len(c.Transactions))
 	if insert {
-		_, err = q.ExecContext(ctx, insertCharge, args...)
+		stmts = append(stmts, Stmt{insertCharge, args})
 	} else {
-		_, err = q.ExecContext(ctx, `UPDATE charges SET customer_id = $3, source_id = $4, gateway_id = $5, external_id = $6, amount = $7,
+		stmts = append(stmts, Stmt{`UPDATE charges SET customer_id = $3, source_id = $4, gateway_id = $5, external_id = $6, amount = $7,
 			captured = $8, refunded = $9, currency = $10, reference = $11, description = $12, meta = $13, status = $14, capture = $15,
-			one_off = $16, archived = $17, customer = $18, created_at = $19, updated_at = $20, search = $21 WHERE id = $1 AND account_id = $2`, args...)
-	}
-	if err != nil {
-		return err
+			one_off = $16, archived = $17, customer = $18, created_at = $19, updated_at = $20, search = $21 WHERE id = $1 AND account_id = $2`, args})
 	}
 	for i, t := range c.Transactions {
 		var decline any
 		if t.Decline != nil {
 			b, err := json.Marshal(t.Decline)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			decline = string(b)
 		}
@@ -155,22 +162,22 @@ func writeCharge(ctx context.Context, q Querier, c *charge.Charge, insert bool) 
 		if !t.NextAttemptAt.IsZero() {
 			next = ms(t.NextAttemptAt)
 		}
-		if _, err := q.ExecContext(ctx, upsertTxn,
-			t.ID, c.ID, i, t.Type, t.Status, t.Amount, t.ExternalID, decline, t.Attempts, next, ms(t.CreatedAt), ms(t.UpdatedAt)); err != nil {
-			return err
-		}
+		stmts = append(stmts, Stmt{upsertTxn,
+			[]any{t.ID, c.ID, i, t.Type, t.Status, t.Amount, t.ExternalID, decline, t.Attempts, next, ms(t.CreatedAt), ms(t.UpdatedAt)}})
 	}
-	return nil
+	return stmts, nil
 }
 
 // CreateCharge implements charge.Store.
 func (s *Store) CreateCharge(ctx context.Context, c *charge.Charge) error {
-	err := s.eng.Write(ctx, func(q Querier) error {
-		if err := writeCharge(ctx, q, c, true); err != nil {
-			return err
-		}
-		return noteClaimedCharge(ctx, q, c.AccountID, c.ID)
-	})
+	stmts, err := chargeStmts(c, true)
+	if err != nil {
+		return s.wrap("store.CreateCharge", err)
+	}
+	if st, ok := claimedChargeStmt(ctx, c.AccountID, c.ID); ok {
+		stmts = append(stmts, st)
+	}
+	_, err = writeStmts(ctx, s.eng, stmts...)
 	return s.wrap("store.CreateCharge", err)
 }
 
@@ -332,26 +339,22 @@ func (s *Store) DueForReconcile(ctx context.Context, now, lease time.Time, limit
 
 // RecordLedger implements simulator.Ledger.
 func (s *Store) RecordLedger(ctx context.Context, e simulator.Entry) (simulator.Entry, error) {
-	var out simulator.Entry
-	err := s.ledger.Write(ctx, func(q Querier) error {
-		res, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (txn_id) DO NOTHING`,
-			e.TxnID, e.AccountID, e.Kind, e.Amount, e.Currency, e.ExternalID, b2i(e.Succeeded), e.DeclineCode, ms(e.CreatedAt))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err == nil && n == 1 {
-			out = e // ours is the entry: nothing to read back
-			out.CreatedAt = fromMS(ms(e.CreatedAt))
-			return nil
-		}
-		var ok bool
-		out, ok, err = lookupLedger(ctx, q, e.AccountID, e.TxnID)
-		if err == nil && !ok {
-			err = errors.New("ledger entry vanished")
-		}
-		return err
-	})
+	n, err := writeStmts(ctx, s.ledger, Stmt{`INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (txn_id) DO NOTHING`,
+		[]any{e.TxnID, e.AccountID, e.Kind, e.Amount, e.Currency, e.ExternalID, b2i(e.Succeeded), e.DeclineCode, ms(e.CreatedAt)}})
+	if err != nil {
+		return simulator.Entry{}, s.wrap("store.RecordLedger", err)
+	}
+	if n[0] == 1 {
+		out := e // ours is the entry: nothing to read back
+		out.CreatedAt = fromMS(ms(e.CreatedAt))
+		return out, nil
+	}
+	// Entries are never removed: the one that was there is still there.
+	out, ok, err := lookupLedger(ctx, s.ledger.Reader(), e.AccountID, e.TxnID)
+	if err == nil && !ok {
+		err = errors.New("ledger entry vanished")
+	}
 	return out, s.wrap("store.RecordLedger", err)
 }
 

@@ -198,9 +198,13 @@ func countShard(id string) int {
 }
 
 func bumpCount(ctx context.Context, q Querier, account, customerID string, archived bool, delta int) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO customer_counts (account_id, archived, shard, n) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (account_id, archived, shard) DO UPDATE SET n = customer_counts.n + excluded.n`, account, b2i(archived), countShard(customerID), delta)
-	return err
+	return execStmts(ctx, q, nil, []Stmt{countStmt(account, customerID, archived, delta)})
+}
+
+func countStmt(account, customerID string, archived bool, delta int) Stmt {
+	return Stmt{`INSERT INTO customer_counts (account_id, archived, shard, n) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (account_id, archived, shard) DO UPDATE SET n = customer_counts.n + excluded.n`,
+		[]any{account, b2i(archived), countShard(customerID), delta}}
 }
 
 // The inserts of a customer create, built once (they run in the writer).
@@ -212,44 +216,43 @@ var (
 )
 
 func insertSource(ctx context.Context, q Querier, src customer.NewSource) error {
+	return execStmts(ctx, q, nil, sourceStmts(src))
+}
+
+// sourceStmts inserts a new source and, first, its new vault record.
+func sourceStmts(src customer.NewSource) []Stmt {
+	var out []Stmt
 	if src.Vault != nil {
-		if err := insertVaultTx(ctx, q, src.Vault); err != nil {
-			return err
-		}
+		out = append(out, Stmt{insertVault, vaultArgs(src.Vault)})
 	}
 	s, a := src.Source, src.Source.Address
-	_, err := q.ExecContext(ctx, insertSourceSQL, s.ID, s.AccountID, s.CustomerID, s.VaultToken, s.Status, s.GatewayID, s.RefToken, s.GatewayRef,
-		a.Line1, a.Line2, a.Line3, a.City, a.State, a.Postcode, a.Country, ms(s.CreatedAt), ms(s.UpdatedAt))
-	return err
+	return append(out, Stmt{insertSourceSQL, []any{s.ID, s.AccountID, s.CustomerID, s.VaultToken, s.Status, s.GatewayID, s.RefToken, s.GatewayRef,
+		a.Line1, a.Line2, a.Line3, a.City, a.State, a.Postcode, a.Country, ms(s.CreatedAt), ms(s.UpdatedAt)}})
 }
 
 // CreateCustomer implements customer.Store: customer, source and new vault
-// record in one transaction.
+// record in one transaction, a blind write.
 func (s *Store) CreateCustomer(ctx context.Context, c *customer.Customer, src customer.NewSource) error {
-	err := s.eng.Write(ctx, func(q Querier) error {
-		if err := writeCustomer(ctx, q, c, true); err != nil {
-			return err
-		}
-		if err := insertSource(ctx, q, src); err != nil {
-			return err
-		}
-		return bumpCount(ctx, q, c.AccountID, c.ID, false, 1)
-	})
+	stmts := append([]Stmt{customerStmt(c, true)}, sourceStmts(src)...)
+	_, err := writeStmts(ctx, s.eng, append(stmts, countStmt(c.AccountID, c.ID, false, 1))...)
 	return s.wrap("store.CreateCustomer", err)
 }
 
 func writeCustomer(ctx context.Context, q Querier, c *customer.Customer, insert bool) error {
+	return execStmts(ctx, q, nil, []Stmt{customerStmt(c, insert)})
+}
+
+// customerStmt inserts c, or updates it in place.
+func customerStmt(c *customer.Customer, insert bool) Stmt {
 	t := c.Text
 	args := []any{c.ID, c.AccountID, b2i(c.Archived), t.FirstName, t.LastName, t.Email, t.Phone, t.Reference, t.Description,
 		t.CompanyName, metaText(c.Meta), c.DefaultSource, c.Successful, c.Collected, ms(c.CreatedAt), ms(c.UpdatedAt), t.Search()}
 	if insert {
-		_, err := q.ExecContext(ctx, insertCustomer, args...)
-		return err
+		return Stmt{insertCustomer, args}
 	}
-	_, err := q.ExecContext(ctx, `UPDATE customers SET archived = $3, first_name = $4, last_name = $5, email = $6, phone = $7,
+	return Stmt{`UPDATE customers SET archived = $3, first_name = $4, last_name = $5, email = $6, phone = $7,
 		reference = $8, description = $9, company_name = $10, meta = $11, default_source = $12, successful_transactions = $13,
-		total_collected_amount = $14, created_at = $15, updated_at = $16, search = $17 WHERE id = $1 AND account_id = $2`, args...)
-	return err
+		total_collected_amount = $14, created_at = $15, updated_at = $16, search = $17 WHERE id = $1 AND account_id = $2`, args}
 }
 
 // GetCustomer implements customer.Store.

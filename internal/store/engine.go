@@ -34,6 +34,50 @@ type Engine interface {
 	Close() error
 }
 
+// Stmt is one statement of a blind write: its arguments are known before
+// the transaction starts, whatever the statements before it return.
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// Batcher is an engine that can run a blind write, a transaction of Stmts
+// and nothing else, without a round trip per statement (PostgreSQL sends
+// them in one pipeline). It reports each statement's rows affected.
+type Batcher interface {
+	WriteBatch(ctx context.Context, stmts []Stmt) ([]int64, error)
+}
+
+// writeStmts runs stmts as one write transaction on eng: in one round trip
+// where eng is a Batcher, else one statement at a time through Write.
+func writeStmts(ctx context.Context, eng Engine, stmts ...Stmt) ([]int64, error) {
+	if b, ok := eng.(Batcher); ok {
+		return b.WriteBatch(ctx, stmts)
+	}
+	n := make([]int64, len(stmts))
+	err := eng.Write(ctx, func(q Querier) error {
+		return execStmts(ctx, q, n, stmts)
+	})
+	return n, err
+}
+
+// execStmts runs stmts on q in order, keeping each one's rows affected in
+// n (which may be nil).
+func execStmts(ctx context.Context, q Querier, n []int64, stmts []Stmt) error {
+	for i, st := range stmts {
+		res, err := q.ExecContext(ctx, st.SQL, st.Args...)
+		if err != nil {
+			return err
+		}
+		if n != nil {
+			if n[i], err = res.RowsAffected(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Store implements the domain store interfaces on an Engine.
 type Store struct {
 	eng    Engine

@@ -94,15 +94,14 @@ func (s *Store) SweepIdempotencyKeys(ctx context.Context, now time.Time) (int, e
 	return int(n), s.wrap("store.SweepIdempotencyKeys", err)
 }
 
-// noteClaimedCharge records, in the transaction that writes a charge's
-// intent, that the idempotent request holding ctx's claim created it.
-func noteClaimedCharge(ctx context.Context, q Querier, account, chargeID string) error {
+// claimedChargeStmt records, with a charge's intent, that the idempotent
+// request holding ctx's claim created it (nothing to record without one).
+func claimedChargeStmt(ctx context.Context, account, chargeID string) (Stmt, bool) {
 	cl, ok := idempotency.ClaimFrom(ctx)
 	if !ok {
-		return nil
+		return Stmt{}, false
 	}
-	_, err := q.ExecContext(ctx, `UPDATE idempotency_keys SET charge_id = $1
+	return Stmt{`UPDATE idempotency_keys SET charge_id = $1
 		WHERE account_id = $2 AND key = $3 AND state = 'running' AND locked_until = $4`,
-		chargeID, account, cl.Key, ms(cl.ClaimedAt.Add(idempotency.Lock)))
-	return err
+		[]any{chargeID, account, cl.Key, ms(cl.ClaimedAt.Add(idempotency.Lock))}}, true
 }

@@ -65,17 +65,8 @@ var insertVault = `INSERT INTO vault_records (` + vaultCols + `) VALUES (` + pla
 
 // CreateVaultRecord implements vault.Store.
 func (s *Store) CreateVaultRecord(ctx context.Context, r *vault.Record) error {
-	err := s.eng.Write(ctx, func(q Querier) error {
-		_, err := q.ExecContext(ctx, insertVault, vaultArgs(r)...)
-		return err
-	})
+	_, err := writeStmts(ctx, s.eng, Stmt{insertVault, vaultArgs(r)})
 	return s.wrap("store.CreateVaultRecord", err)
-}
-
-// insertVaultTx writes a vault record inside a larger transaction.
-func insertVaultTx(ctx context.Context, q Querier, r *vault.Record) error {
-	_, err := q.ExecContext(ctx, insertVault, vaultArgs(r)...)
-	return err
 }
 
 func notFound(op string) error { return &errs.Error{Kind: errs.NotFound, Op: op} }

@@ -22,6 +22,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("accounts", func(t *testing.T) { runAccounts(t, open) })
 	t.Run("gateways", func(t *testing.T) { runGateways(t, open) })
 	t.Run("idempotency", func(t *testing.T) { runIdempotency(t, open) })
+	t.Run("customers", func(t *testing.T) { runCustomers(t, open) })
 }
 
 // test is one named case of a table.
