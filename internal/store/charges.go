@@ -416,7 +416,9 @@ func (s *Store) SettleTxn(ctx context.Context, c *charge.Charge, txnID string, s
 		next = ms(t.NextAttemptAt)
 	}
 	var ok bool
-	err := s.eng.Write(ctx, func(q Querier) error {
+	// Each decision below is the conditional UPDATE of the row it changes:
+	// row locks are enough (LockingWriter).
+	err := writeLocking(ctx, s.eng, func(q Querier) error {
 		ok = false
 		res, err := q.ExecContext(ctx, `UPDATE charge_transactions SET status = $1, external_id = $2, decline = $3, next_attempt_at = $4, updated_at = $5
 			WHERE id = $6 AND charge_id = $7 AND status = 'inprogress'`, t.Status, t.ExternalID, decline, next, ms(t.UpdatedAt), t.ID, c.ID)

@@ -48,6 +48,26 @@ type Batcher interface {
 	WriteBatch(ctx context.Context, stmts []Stmt) ([]int64, error)
 }
 
+// LockingWriter is an engine that can run a write transaction on row locks
+// alone (READ COMMITTED on PostgreSQL) rather than Write's isolation. It is
+// for transactions whose every decision is a conditional UPDATE of the row
+// it writes (re-checked on the row's latest version once its lock is
+// held), whose other writes are overwrites with values the caller computed
+// before the transaction, or commutative increments. Such a transaction
+// gains nothing from SERIALIZABLE, which would fail concurrent increments
+// of one row (a customer's statistics) and retry them.
+type LockingWriter interface {
+	WriteLocking(ctx context.Context, fn func(q Querier) error) error
+}
+
+// writeLocking runs fn through eng's WriteLocking, else its Write.
+func writeLocking(ctx context.Context, eng Engine, fn func(q Querier) error) error {
+	if l, ok := eng.(LockingWriter); ok {
+		return l.WriteLocking(ctx, fn)
+	}
+	return eng.Write(ctx, fn)
+}
+
 // writeStmts runs stmts as one write transaction on eng: in one round trip
 // where eng is a Batcher, else one statement at a time through Write.
 func writeStmts(ctx context.Context, eng Engine, stmts ...Stmt) ([]int64, error) {

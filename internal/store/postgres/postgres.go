@@ -1,10 +1,11 @@
 // Package postgres is the scale-out engine: PostgreSQL (or a compatible
 // distributed engine) through pgx's pool, exposed as database/sql so the
-// shared SQL of package store runs unchanged. Every write transaction that
-// reads is SERIALIZABLE and runs through one retry loop (RunTx) that re-runs
-// it on serialization failures and deadlocks, so any number of nodes can
-// share one database without coordinating in memory. Blind writes (store.
-// Batcher) go in one round trip; WriteBatch says why they need no more.
+// shared SQL of package store runs unchanged. A write transaction is
+// SERIALIZABLE unless the store asks for less (blind writes, store.Batcher,
+// and row-lock transactions, store.LockingWriter, say why they need no
+// more), and every one runs through one retry loop that re-runs it on
+// serialization failures and deadlocks, so any number of nodes can share one
+// database without coordinating in memory.
 package postgres
 
 import (
@@ -119,7 +120,13 @@ func (e *Engine) Write(ctx context.Context, fn func(store.Querier) error) error 
 // reports from what it reads inside the transaction, resetting whatever it
 // captures at its start.
 func (e *Engine) RunTx(ctx context.Context, fn func(store.Querier) error) error {
-	return e.retry(ctx, func() error { return e.once(ctx, fn) })
+	return e.retry(ctx, func() error { return e.once(ctx, sql.LevelSerializable, fn) })
+}
+
+// WriteLocking implements store.LockingWriter: fn runs as RunTx runs it,
+// at READ COMMITTED.
+func (e *Engine) WriteLocking(ctx context.Context, fn func(store.Querier) error) error {
+	return e.retry(ctx, func() error { return e.once(ctx, sql.LevelReadCommitted, fn) })
 }
 
 // WriteBatch implements store.Batcher: the statements go to the server in
@@ -201,9 +208,9 @@ func (e *Engine) batchOnce(ctx context.Context, stmts []store.Stmt) ([]int64, er
 	return n, nil
 }
 
-func (e *Engine) once(ctx context.Context, fn func(store.Querier) error) (err error) {
+func (e *Engine) once(ctx context.Context, iso sql.IsolationLevel, fn func(store.Querier) error) (err error) {
 	start := time.Now()
-	tx, err := e.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+	tx, err := e.db.BeginTx(ctx, &sql.TxOptions{Isolation: iso})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("gateways", func(t *testing.T) { runGateways(t, open) })
 	t.Run("idempotency", func(t *testing.T) { runIdempotency(t, open) })
 	t.Run("customers", func(t *testing.T) { runCustomers(t, open) })
+	t.Run("charges", func(t *testing.T) { runCharges(t, open) })
 }
 
 // test is one named case of a table.
