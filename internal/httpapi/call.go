@@ -200,17 +200,17 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 		writeJSON(w, rec.Status, rec.Body)
 		return
 	case idempotency.Resume:
-		// The first request was interrupted after it created its charge:
-		// that charge, as it is now (the reconciler settles it), and
-		// nothing runs again.
-		ch, err := s.Charges.Get(c.ctx, c.account.ID, rec.ChargeID)
+		// The first request was interrupted after it created its charge
+		// or customer: that, as it is now (the reconciler settles a
+		// charge), and nothing runs again.
+		data, err := s.created(c, rec)
 		if err != nil {
 			s.writeError(w, r, err, rt.rtype, nil)
 			return
 		}
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, http.StatusCreated, encode(paydock.Envelope{Status: http.StatusCreated,
-			Resource: paydock.Resource{Type: rt.rtype, Data: toChargeJSON(ch)}}))
+			Resource: paydock.Resource{Type: rt.rtype, Data: data}}))
 		return
 	}
 	c.ctx = idempotency.WithClaim(c.ctx, idempotency.Claim{Key: key, ClaimedAt: claimedAt})
@@ -225,6 +225,23 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 		info(c.ctx).log().Error("idempotency key not released", "err", err)
 	}
 	writeJSON(w, res.status, res.body)
+}
+
+// created is what an interrupted request recorded on its claim, as its
+// create would have answered it.
+func (s *Server) created(c *call, rec *idempotency.Record) (any, error) {
+	if rec.CustomerID != "" {
+		cu, err := s.Customers.Get(c.ctx, c.account.ID, rec.CustomerID)
+		if err != nil {
+			return nil, err
+		}
+		return toCustomerJSON(cu), nil
+	}
+	ch, err := s.Charges.Get(c.ctx, c.account.ID, rec.ChargeID)
+	if err != nil {
+		return nil, err
+	}
+	return toChargeJSON(ch), nil
 }
 
 // storable: every success, every gateway error and every 500 is kept;

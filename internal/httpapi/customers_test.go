@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"switchyard/internal/apitest"
+	"switchyard/internal/store"
 )
 
 // --- fixtures ---------------------------------------------------------------
@@ -2093,5 +2096,81 @@ func TestCustomerSearchFoldsAndStaysInOneField(t *testing.T) {
 		if n != len(c.want) || !slices.Equal(ids, c.want) {
 			t.Errorf("search=%q: %v (count %d), want %v", c.search, ids, n, c.want)
 		}
+	}
+}
+
+// A customer create interrupted after it wrote the customer (its node
+// died, its claim went stale) is never run again under its key: a retry
+// answers the customer it created (spec §9), for every flow. Run again,
+// flow 1 would make a second customer at the gateway and flow 2 would
+// find its one-time token used.
+func TestIdempotentCustomerCreateInterruptedIsNotRunAgain(t *testing.T) {
+	e := newCU(t)
+	flows := []struct {
+		name string
+		body func() map[string]any
+	}{
+		{"card and gateway", func() map[string]any {
+			return map[string]any{"first_name": "Ada", "payment_source": cuWith(cuCard("4111111111111111", nil), map[string]any{"gateway_id": e.Gateway})}
+		}},
+		{"one-time token", func() map[string]any {
+			return map[string]any{"first_name": "Ada", "token": e.token(cuCard("4111111111111111", nil))}
+		}},
+		{"vault token", func() map[string]any {
+			return map[string]any{"first_name": "Ada", "payment_source": map[string]any{"vault_token": e.vault(cuCard("4111111111111111", map[string]any{"card_ccv": nil}))}}
+		}},
+	}
+	var lastID string
+	for i, f := range flows {
+		key := fmt.Sprintf("cu-crash-%d", i)
+		body := f.body()
+		first := e.Do("POST", "/v1/customers", body, "Idempotency-Key", key)
+		if first.Status != 201 {
+			t.Fatalf("%s: %d %s", f.name, first.Status, first.Raw)
+		}
+		id := first.Data()["_id"].(string)
+		lastID = id
+		// As if the node had died after the write, before the answer was
+		// stored: the claim still runs, with the customer it recorded.
+		if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
+			res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL WHERE key = $1 AND customer_id = $2`, key, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				t.Fatalf("%s: the claim did not record the customer (%d rows)", f.name, n)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		before := e.counts()
+		if r := e.Do("POST", "/v1/customers", body, "Idempotency-Key", key); r.Status != 409 {
+			t.Fatalf("%s: while the claim holds: %d %s", f.name, r.Status, r.Raw)
+		}
+		e.clock.Advance(3 * time.Minute) // the claim is stale
+		r := e.Do("POST", "/v1/customers", body, "Idempotency-Key", key)
+		if r.Status != 201 || r.Data()["_id"] != id || r.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("%s: retry after the interruption: %d %q %s", f.name, r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+		}
+		if diff := cmp.Diff(cuData(t, first), cuData(t, r)); diff != "" {
+			t.Errorf("%s: the retry's customer differs from the first answer (-first +retry):\n%s", f.name, diff)
+		}
+		e.sameCounts(f.name+": the retry", before)
+		// Another body under the key is still a mismatch.
+		if r := e.Do("POST", "/v1/customers", cuWith(body, map[string]any{"first_name": "Bob"}), "Idempotency-Key", key); r.Status != 400 {
+			t.Fatalf("%s: other body: %d %s", f.name, r.Status, r.Raw)
+		}
+	}
+	// Only a create records its customer on the claim, not an update.
+	if r := e.Do("POST", "/v1/customers/"+lastID, map[string]any{"first_name": "Cy"}, "Idempotency-Key", "cu-update"); r.Status != 200 {
+		t.Fatalf("update: %d %s", r.Status, r.Raw)
+	}
+	var n int
+	if err := e.Store.Engine().Reader().QueryRowContext(t.Context(), `SELECT count(*) FROM idempotency_keys WHERE customer_id IS NOT NULL`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(flows) {
+		t.Fatalf("%d claims record a customer, want %d", n, len(flows))
 	}
 }

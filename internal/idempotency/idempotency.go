@@ -29,14 +29,19 @@ type Record struct {
 	Done        bool
 	Status      int
 	Body        []byte
-	// ChargeID is the charge an unfinished request created, when its claim
-	// went stale (the request was interrupted): a retry answers that charge
-	// rather than running again.
-	ChargeID string
+	// ChargeID or CustomerID is what an unfinished request created, when
+	// its claim went stale (the request was interrupted): a retry answers
+	// that charge or customer rather than running again.
+	ChargeID   string
+	CustomerID string
 }
 
+// Created reports whether an interrupted request created something.
+func (r *Record) Created() bool { return r.ChargeID != "" || r.CustomerID != "" }
+
 // Claim is the key a request holds, carried in its context so that the
-// store can record the charge it creates with the charge's intent.
+// store can record the charge it creates with the charge's intent, or the
+// customer it creates with the customer.
 type Claim struct {
 	Key       string
 	ClaimedAt time.Time
@@ -60,7 +65,8 @@ type Store interface {
 	// ClaimIdempotencyKey inserts a claim for (account, key), or takes over
 	// an expired record or a stale claim, and returns nil; otherwise it
 	// returns the existing record untouched. A stale claim whose request
-	// created a charge is not taken over: it is returned with ChargeID.
+	// created a charge or a customer is not taken over: it is returned with
+	// ChargeID or CustomerID.
 	ClaimIdempotencyKey(ctx context.Context, account, key, fingerprint string, now time.Time) (*Record, error)
 	// FinishIdempotencyKey stores the response of the claim made at
 	// claimedAt, and ReleaseIdempotencyKey frees it; both do nothing when
@@ -108,7 +114,7 @@ type Outcome int
 const (
 	Run    Outcome = iota // the caller owns the key: run the request, then Finish or Release
 	Replay                // a stored response: send Record.Status and Record.Body
-	Resume                // an interrupted request made Record.ChargeID: answer that charge as it is now
+	Resume                // an interrupted request made Record.ChargeID or CustomerID: answer it as it is now
 )
 
 // Begin claims key for a request with fingerprint fp.
@@ -123,7 +129,7 @@ func Begin(ctx context.Context, s Store, account, key, fp string, now time.Time)
 	if rec.Fingerprint != fp {
 		return 0, nil, errs.Unfulfilledf("idempotency-key", "idempotency key reused with different parameters")
 	}
-	if !rec.Done && rec.ChargeID != "" {
+	if !rec.Done && rec.Created() {
 		return Resume, rec, nil
 	}
 	if !rec.Done {

@@ -174,7 +174,7 @@ func (s *Store) CreateCharge(ctx context.Context, c *charge.Charge) error {
 	if err != nil {
 		return s.wrap("store.CreateCharge", err)
 	}
-	if st, ok := claimedChargeStmt(ctx, c.AccountID, c.ID); ok {
+	if st, ok := claimedStmt(ctx, c.AccountID, "charge_id", c.ID); ok {
 		stmts = append(stmts, st)
 	}
 	_, err = writeStmts(ctx, s.eng, stmts...)

@@ -231,10 +231,15 @@ func sourceStmts(src customer.NewSource) []Stmt {
 }
 
 // CreateCustomer implements customer.Store: customer, source and new vault
-// record in one transaction, a blind write.
+// record in one transaction, a blind write, which also records the
+// customer on the idempotent request's claim (see claimedStmt).
 func (s *Store) CreateCustomer(ctx context.Context, c *customer.Customer, src customer.NewSource) error {
 	stmts := append([]Stmt{customerStmt(c, true)}, sourceStmts(src)...)
-	_, err := writeStmts(ctx, s.eng, append(stmts, countStmt(c.AccountID, c.ID, false, 1))...)
+	stmts = append(stmts, countStmt(c.AccountID, c.ID, false, 1))
+	if st, ok := claimedStmt(ctx, c.AccountID, "customer_id", c.ID); ok {
+		stmts = append(stmts, st)
+	}
+	_, err := writeStmts(ctx, s.eng, stmts...)
 	return s.wrap("store.CreateCustomer", err)
 }
 

@@ -28,17 +28,19 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, account, key, fp string
 		var rec idempotency.Record
 		var state string
 		var lockedUntil, expires int64
-		var chargeID sql.NullString
-		err = q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at, charge_id FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
-			Scan(&rec.Fingerprint, &state, &rec.Status, &rec.Body, &lockedUntil, &expires, &chargeID)
+		var chargeID, customerID sql.NullString
+		err = q.QueryRowContext(ctx, `SELECT fingerprint, state, status, body, locked_until, expires_at, charge_id, customer_id
+			FROM idempotency_keys WHERE account_id = $1 AND key = $2`, account, key).
+			Scan(&rec.Fingerprint, &state, &rec.Status, &rec.Body, &lockedUntil, &expires, &chargeID, &customerID)
 		if err != nil {
 			return err
 		}
 		expired := expires <= ms(now)
 		stale := expired || (state == "running" && lockedUntil <= ms(now))
-		if stale && !expired && chargeID.String != "" {
-			// Interrupted after it created a charge: never run it again.
-			rec.ChargeID = chargeID.String
+		if stale && !expired && (chargeID.String != "" || customerID.String != "") {
+			// Interrupted after it created a charge or a customer: never
+			// run it again.
+			rec.ChargeID, rec.CustomerID = chargeID.String, customerID.String
 			existing = &rec
 			return nil
 		}
@@ -47,7 +49,7 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, account, key, fp string
 			existing = &rec
 			return nil
 		}
-		_, err = q.ExecContext(ctx, `UPDATE idempotency_keys SET fingerprint = $1, state = 'running', status = 0, body = NULL, charge_id = NULL, locked_until = $2, expires_at = $3 WHERE account_id = $4 AND key = $5`,
+		_, err = q.ExecContext(ctx, `UPDATE idempotency_keys SET fingerprint = $1, state = 'running', status = 0, body = NULL, charge_id = NULL, customer_id = NULL, locked_until = $2, expires_at = $3 WHERE account_id = $4 AND key = $5`,
 			fp, ms(now.Add(idempotency.Lock)), ms(now.Add(idempotency.Retention)), account, key)
 		return err
 	})
@@ -94,14 +96,16 @@ func (s *Store) SweepIdempotencyKeys(ctx context.Context, now time.Time) (int, e
 	return int(n), s.wrap("store.SweepIdempotencyKeys", err)
 }
 
-// claimedChargeStmt records, with a charge's intent, that the idempotent
-// request holding ctx's claim created it (nothing to record without one).
-func claimedChargeStmt(ctx context.Context, account, chargeID string) (Stmt, bool) {
+// claimedStmt records, in the transaction that writes a charge's intent
+// or a new customer, that the idempotent request holding ctx's claim
+// created it (nothing to record without a claim). column is charge_id or
+// customer_id.
+func claimedStmt(ctx context.Context, account, column, id string) (Stmt, bool) {
 	cl, ok := idempotency.ClaimFrom(ctx)
 	if !ok {
 		return Stmt{}, false
 	}
-	return Stmt{`UPDATE idempotency_keys SET charge_id = $1
+	return Stmt{`UPDATE idempotency_keys SET ` + column + ` = $1
 		WHERE account_id = $2 AND key = $3 AND state = 'running' AND locked_until = $4`,
-		[]any{chargeID, account, cl.Key, ms(cl.ClaimedAt.Add(idempotency.Lock))}}, true
+		[]any{id, account, cl.Key, ms(cl.ClaimedAt.Add(idempotency.Lock))}}, true
 }
