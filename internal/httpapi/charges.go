@@ -219,7 +219,11 @@ func (s *Server) archiveCharge(c *call) (int, any, error) {
 }
 
 // parseDate reads a date filter (spec §1.5): a date (whole UTC day) or an
-// RFC 3339 / ISO 8601 timestamp with Z or ±hh:mm / ±hhmm.
+// RFC 3339 / ISO 8601 timestamp with Z or a ±hh:mm / ±hhmm offset (hours
+// 00–23, minutes 00–59). A timestamp without an offset is refused rather
+// than guessed to be UTC. Times are kept to the millisecond: a bound with
+// finer digits is rounded up to the next millisecond, which keeps
+// created_at >= from and created_at < to exact for stored times.
 func parseDate(v string, end bool) (time.Time, bool) {
 	if t, err := time.Parse("2006-01-02", v); err == nil {
 		if end {
@@ -234,12 +238,42 @@ func parseDate(v string, end bool) (time.Time, bool) {
 	if strings.HasSuffix(v, "z") {
 		v = v[:len(v)-1] + "Z"
 	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05Z0700", "2006-01-02T15:04:05"} {
+	if !validOffset(v) {
+		return time.Time{}, false
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"} {
 		if t, err := time.Parse(layout, v); err == nil {
-			return t.UTC(), true
+			t = t.UTC()
+			if ms := t.Truncate(time.Millisecond); !ms.Equal(t) {
+				t = ms.Add(time.Millisecond)
+			}
+			return t, true
 		}
 	}
 	return time.Time{}, false
+}
+
+// validOffset reports whether timestamp v ends in Z or in a ±hh:mm or
+// ±hhmm offset within a day.
+func validOffset(v string) bool {
+	if strings.HasSuffix(v, "Z") {
+		return true
+	}
+	var hh, mm string
+	switch {
+	case len(v) >= 6 && (v[len(v)-6] == '+' || v[len(v)-6] == '-') && v[len(v)-3] == ':':
+		hh, mm = v[len(v)-5:len(v)-3], v[len(v)-2:]
+	case len(v) >= 5 && (v[len(v)-5] == '+' || v[len(v)-5] == '-'):
+		hh, mm = v[len(v)-4:len(v)-2], v[len(v)-2:]
+	default:
+		return false
+	}
+	for _, c := range hh + mm {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return hh <= "23" && mm <= "59"
 }
 
 func (s *Server) listCharges(c *call) (int, any, error) {

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -582,5 +584,76 @@ func TestIdempotentChargeInterruptedIsNotRunAgain(t *testing.T) {
 	body["amount"] = "99"
 	if r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "crash-1"); r.Status != 400 {
 		t.Fatalf("other body: %d %s", r.Status, r.Raw)
+	}
+}
+
+// Date filters against a charge's stored created_at: finer-than-millisecond
+// bounds round up (from inclusive, to exclusive), offsets must be real
+// ones, and a timestamp without one is refused (spec §1.5).
+func TestChargeListDateBounds(t *testing.T) {
+	e := newCH(t)
+	e.clock.Advance(417*time.Millisecond + 300*time.Microsecond) // stored as .417 of some second, or so
+	d := chStatus(t, e.charge(map[string]any{"amount": 1, "currency": "AUD", "customer_id": e.customer}, ""), 201, "complete")
+	at, err := time.Parse("2006-01-02T15:04:05.000Z", d["created_at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := func(t time.Time, layout string) string { return url.QueryEscape(t.Format(layout)) }
+	const frac4 = "2006-01-02T15:04:05.0000Z07:00"
+	syd := time.FixedZone("", 11*3600)
+	cases := []struct {
+		query string
+		count int
+	}{
+		{"created_at.from=" + stamp(at, time.RFC3339Nano), 1},
+		{"created_at.to=" + stamp(at, time.RFC3339Nano), 0},
+		{"created_at.from=" + stamp(at.Add(500*time.Microsecond), frac4), 0},
+		{"created_at.to=" + stamp(at.Add(500*time.Microsecond), frac4), 1},
+		{"created_at.from=" + stamp(at.Add(-500*time.Microsecond), frac4), 1},
+		{"created_at.to=" + stamp(at.Add(-500*time.Microsecond), frac4), 0},
+		{"created_at.from=" + stamp(at.In(syd), "2006-01-02T15:04:05.000-0700"), 1},
+		{"created_at.to=" + stamp(at.Add(time.Millisecond).In(syd), "2006-01-02T15:04:05.000-07:00"), 1},
+	}
+	for _, tc := range cases {
+		r := e.Do("GET", "/v1/charges?"+tc.query, nil)
+		if r.Status != 200 || int(r.Resource()["count"].(float64)) != tc.count {
+			t.Errorf("%s (created_at %s): %d %v, want count %d", tc.query, d["created_at"], r.Status, r.Resource()["count"], tc.count)
+		}
+	}
+	for _, v := range []string{"2026-12-02T04:38:59.807+11:60", "2026-12-02T04:38:59.807+1160", "2026-12-02T04:38:59.807+24:00",
+		"2026-12-02T04:38:59.807-24:00", "2026-12-02T04:38:59.807+1a:00", "2026-12-02T04:38:59.807", "2026-12-02T04:38:59",
+		"2026-12-02T04:38:59+11", "2026-12-02T04:38:59.807 +11:00"} {
+		for _, name := range []string{"created_at.from", "created_at.to"} {
+			r := e.Do("GET", "/v1/charges?"+name+"="+url.QueryEscape(v), nil)
+			if _, msg, path, _ := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || path != name {
+				t.Errorf("%s=%s: %d %s, want 400 on %s", name, v, r.Status, r.Raw, name)
+			}
+		}
+	}
+}
+
+// sortkey=amount orders by the amount the wire shows, in major units,
+// across currencies with different exponents.
+func TestChargeListSortByAmountAcrossCurrencies(t *testing.T) {
+	e := newCH(t)
+	for _, c := range []struct{ amount, currency string }{{"100", "JPY"}, {"3", "AUD"}, {"1", "KWD"}, {"2.5", "CLF"}, {"0.01", "AUD"}} {
+		chStatus(t, e.charge(map[string]any{"amount": c.amount, "currency": c.currency, "customer_id": e.customer}, ""), 201, "complete")
+	}
+	for _, dir := range []string{"ASC", "DESC"} {
+		r := e.Do("GET", "/v1/charges?sortkey=amount&sortdirection="+dir, nil)
+		if r.Status != 200 {
+			t.Fatalf("%s: %d %s", dir, r.Status, r.Raw)
+		}
+		var got []float64
+		for _, d := range r.Resource()["data"].([]any) {
+			got = append(got, d.(map[string]any)["amount"].(float64))
+		}
+		want := []float64{0.01, 1, 2.5, 3, 100}
+		if dir == "DESC" {
+			slices.Reverse(want)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("sortkey=amount %s: %v, want %v", dir, got, want)
+		}
 	}
 }

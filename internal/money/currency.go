@@ -1,5 +1,10 @@
 package money
 
+import (
+	"slices"
+	"strings"
+)
+
 // Currency is an ISO 4217 alphabetic code with its minor-unit exponent.
 type Currency struct {
 	Code     string
@@ -31,6 +36,16 @@ func LookupCurrency(code string) (Currency, bool) {
 		return Currency{}, false
 	}
 	return Currency{Code: up, Exponent: exp}, true
+}
+
+// Currencies returns every currency LookupCurrency accepts, by code.
+func Currencies() []Currency {
+	out := make([]Currency, 0, len(exponents))
+	for code, exp := range exponents {
+		out = append(out, Currency{Code: code, Exponent: exp})
+	}
+	slices.SortFunc(out, func(a, b Currency) int { return strings.Compare(a.Code, b.Code) })
+	return out
 }
 
 // exponents is ISO 4217 List One (active codes, 2024–2026) with each code's

@@ -228,7 +228,35 @@ func addStats(ctx context.Context, q Querier, account string, st *charge.Stats) 
 	return err
 }
 
-var chargeSort = map[string]string{"created_at": "created_at", "updated_at": "updated_at", "amount": "amount", "reference": "reference"}
+var chargeSort = map[string]string{"created_at": "created_at", "updated_at": "updated_at", "amount": amountOrder, "reference": "reference"}
+
+// amountOrder is a charge's amount as the wire shows it, in major units,
+// so that sortkey=amount orders charges in different currencies as their
+// amounts read (1 KWD before 3 AUD before 100 JPY): the minor units
+// scaled, exactly, to the finest minor unit of any currency.
+var amountOrder = func() string {
+	cs := money.Currencies()
+	finest := 0
+	for _, c := range cs {
+		finest = max(finest, c.Exponent)
+	}
+	scale := func(exp int) string {
+		n := 1
+		for range finest - exp {
+			n *= 10
+		}
+		return itoa(n)
+	}
+	var b strings.Builder
+	b.WriteString("amount * CASE currency")
+	for _, c := range cs {
+		if c.Exponent != 2 {
+			b.WriteString(" WHEN '" + c.Code + "' THEN " + scale(c.Exponent))
+		}
+	}
+	b.WriteString(" ELSE " + scale(2) + " END")
+	return b.String()
+}()
 
 // ListCharges implements charge.Store.
 func (s *Store) ListCharges(ctx context.Context, account string, f charge.Filter, p page.Params) ([]charge.Charge, int, error) {
