@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
+	"golang.org/x/text/language"
 
 	"switchyard/internal/errs"
 )
@@ -49,7 +50,7 @@ func Phone(path, v, country string) (string, error) {
 	if isE164(v) {
 		return v, nil
 	}
-	t := strings.TrimSpace(v)
+	t := strings.Trim(v, " ")
 	if len(t) < 6 || len(t) > 32 {
 		return "", bad
 	}
@@ -86,27 +87,21 @@ func isE164(v string) bool {
 	return true
 }
 
-// Region maps a 2- or 3-letter country code to the 2-letter region the
-// phone library knows, or "".
+// Region maps a 2- or 3-letter ISO 3166 country code to the 2-letter
+// region the phone library knows, or "".
 func Region(country string) string {
 	c := strings.ToUpper(strings.TrimSpace(country))
 	if len(c) == 3 {
-		c = alpha3[c]
+		r, err := language.ParseRegion(c)
+		if err != nil || !r.IsCountry() {
+			return ""
+		}
+		c = r.String()
 	}
 	if len(c) == 2 && phonenumbers.GetCountryCodeForRegion(c) != 0 {
 		return c
 	}
 	return ""
-}
-
-// alpha3 covers the ISO 3166 alpha-3 codes of the markets Paydock serves
-// and their neighbours; other alpha-3 codes simply skip normalisation.
-var alpha3 = map[string]string{
-	"AUS": "AU", "NZL": "NZ", "GBR": "GB", "USA": "US", "CAN": "CA", "IRL": "IE", "SGP": "SG", "HKG": "HK",
-	"MYS": "MY", "IDN": "ID", "PHL": "PH", "THA": "TH", "VNM": "VN", "JPN": "JP", "CHN": "CN", "IND": "IN",
-	"DEU": "DE", "FRA": "FR", "ESP": "ES", "ITA": "IT", "NLD": "NL", "BEL": "BE", "CHE": "CH", "AUT": "AT",
-	"SWE": "SE", "NOR": "NO", "DNK": "DK", "FIN": "FI", "POL": "PL", "PRT": "PT", "ZAF": "ZA", "BRA": "BR",
-	"MEX": "MX", "ARE": "AE", "FJI": "FJ", "PNG": "PG",
 }
 
 // Country checks an address country code and upper-cases it.

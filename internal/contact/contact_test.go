@@ -57,7 +57,7 @@ func TestContactCountry(t *testing.T) {
 
 func TestContactRegion(t *testing.T) {
 	for in, want := range map[string]string{"AU": "AU", "au": "AU", "AUS": "AU", "nzl": "NZ", " gb ": "GB", "": "", "XX": "", "ZZZ": "",
-		"A": "", "AUST": ""} {
+		"A": "", "AUST": "", "KOR": "KR", "ARG": "AR", "kor": "KR", "EST": "EE", "ZWE": "ZW", "QQQ": "", "EUR": ""} {
 		if got := Region(in); got != want {
 			t.Errorf("Region(%q) = %q, want %q", in, got, want)
 		}
@@ -76,6 +76,8 @@ func TestPhone(t *testing.T) {
 		{"(04) 1234-5678", "AUS", "+61412345678"},
 		{"02 9876 5432", "AU", "+61298765432"},
 		{"021 123 4567", "NZ", "+64211234567"},
+		{"010-1234-5678", "KOR", "+821012345678"},
+		{"011 4123-4567", "ARG", "+541141234567"},
 		{" +61 412 345 678 ", "AU", "+61412345678"},
 		{"+1 650 253 0000", "AU", "+1 650 253 0000"}, // not an AU number: kept
 		{"0412 345 678", "", "0412 345 678"},
@@ -92,6 +94,7 @@ func TestPhone(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "     ", "12345", "+1 2345", "(02) 9-1", "0412 345 67x", "+61 4abc 345", "0412_345_678", "0412\t345678",
+		"\t0412 345 678", "0412 345 678\t", "\u00a00412 345 678", "0412 345 678\n",
 		"٠٤١٢٣٤٥٦٧٨", strings.Repeat("1", 33), "+0123456a", "phone", "0412/345/678"} {
 		_, err := Phone("phone", bad, "AU")
 		wantInvalid(t, err, "phone", phoneMsg)
@@ -108,7 +111,9 @@ func phoneAccepted(v string) bool {
 	if e164Re.MatchString(v) {
 		return true
 	}
-	t := strings.TrimSpace(v)
+	// Only spaces are allowed around the number, as inside it: a tab or a
+	// no-break space is "any other character".
+	t := strings.Trim(v, " ")
 	return nationalRe.MatchString(t) && len(regexp.MustCompile(`[0-9]`).FindAllString(t, -1)) >= 6
 }
 
@@ -137,7 +142,7 @@ func FuzzPhone(f *testing.F) {
 			if out != v {
 				t.Fatalf("E.164 %q changed to %q", v, out)
 			}
-		case out == strings.TrimSpace(v):
+		case out == strings.Trim(v, " "):
 		case e164Re.MatchString(out) && Region(country) != "":
 		default:
 			t.Fatalf("Phone(%q, %q) = %q: neither trimmed input nor E.164 for a known country", v, country, out)
