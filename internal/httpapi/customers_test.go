@@ -224,6 +224,25 @@ func (e *cuEnv) tokenStatus(tok string) string {
 	return s
 }
 
+// tokenLeftovers is what a one-time token's row holds besides its id,
+// account, status and expiry: nothing, once it is a tombstone (spec §5).
+func (e *cuEnv) tokenLeftovers(tok string) string {
+	e.t.Helper()
+	var text string
+	var month, year int
+	var sealed bool
+	if err := e.Store.Engine().Reader().QueryRowContext(context.Background(),
+		`SELECT card_name || card_scheme || card_bin || card_last4 || card_fingerprint || address_line1 || address_line2 || address_line3 ||
+		 address_city || address_state || address_postcode || address_country || first_name || last_name || email || phone || gateway_id,
+		 expire_month, expire_year, sealed IS NOT NULL FROM vault_records WHERE token = $1`, tok).Scan(&text, &month, &year, &sealed); err != nil {
+		e.t.Fatal(err)
+	}
+	if text == "" && month == 0 && year == 0 && !sealed {
+		return ""
+	}
+	return fmt.Sprintf("%q, expiry %d/%d, sealed card %v", text, month, year, sealed)
+}
+
 // list runs GET /v1/customers?query and returns the ids, count and resource.
 func (e *cuEnv) list(query string, headers ...string) ([]string, int, map[string]any) {
 	e.t.Helper()
@@ -501,6 +520,9 @@ func TestCustomerFlowsAsSpecified(t *testing.T) {
 		}
 		if s := e.tokenStatus(tok); s != "used" {
 			t.Errorf("token status %q after use", s)
+		}
+		if left := e.tokenLeftovers(tok); left != "" {
+			t.Errorf("the used token still holds %s", left)
 		}
 		// Single use: a second use fails and writes nothing.
 		before = e.counts()
@@ -1012,12 +1034,23 @@ func TestCustomerCreateValidation(t *testing.T) {
 
 func TestCustomerTokenExpired(t *testing.T) {
 	e := newCU(t)
-	tok := e.token(cuCard(cuVisa, nil))
+	tok := e.token(cuWith(cuCard(cuVisa, nil), map[string]any{"email": "ada@example.com", "address_city": "Sydney", "first_name": "Ada"}))
+	if left := e.tokenLeftovers(tok); left == "" {
+		t.Fatal("a live token holds nothing")
+	}
 	e.clock.Advance(3*time.Hour + time.Millisecond)
 	before := e.counts()
 	cuInvalid(t, e.Do("POST", "/v1/customers", map[string]any{"token": tok}), "token", "token has expired")
 	cuInvalid(t, e.Do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"token": tok}}), "payment_source.token", "token has expired")
 	e.sameCounts("expired token", before)
+	// The sweeper leaves a tombstone, which still answers precisely.
+	if _, err := e.Store.SweepVault(t.Context(), e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if s, left := e.tokenStatus(tok), e.tokenLeftovers(tok); s != "expired" || left != "" {
+		t.Errorf("after the sweep: status %q, the token still holds %s", s, left)
+	}
+	cuInvalid(t, e.Do("POST", "/v1/customers", map[string]any{"token": tok}), "token", "token has expired")
 }
 
 func TestCustomerPhone(t *testing.T) {

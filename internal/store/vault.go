@@ -69,6 +69,15 @@ func (s *Store) CreateVaultRecord(ctx context.Context, r *vault.Record) error {
 	return s.wrap("store.CreateVaultRecord", err)
 }
 
+// tombstone is what a used or expired one-time token keeps (spec §5: token
+// id, account, status, expiry, no card data): its card fields and the
+// cardholder's contact and address go with the sealed card. A permanent or
+// session record keeps its masked card, which its listing shows.
+const tombstone = `card_name = '', card_scheme = '', card_bin = '', card_last4 = '', card_fingerprint = '',
+ expire_month = 0, expire_year = 0, address_line1 = '', address_line2 = '', address_line3 = '', address_city = '',
+ address_state = '', address_postcode = '', address_country = '', first_name = '', last_name = '', email = '',
+ phone = '', gateway_id = ''`
+
 func notFound(op string) error { return &errs.Error{Kind: errs.NotFound, Op: op} }
 
 // GetVaultRecord implements vault.Store.
@@ -146,7 +155,13 @@ func (s *Store) ConsumeVaultRecord(ctx context.Context, account, token string, n
 			return err
 		}
 		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
 		out, ok = r, n == 1
+		if ok && r.Kind == vault.OneTime {
+			_, err = q.ExecContext(ctx, `UPDATE vault_records SET `+tombstone+` WHERE token = $1 AND account_id = $2`, token, account)
+		}
 		return err
 	})
 	return out, ok, s.wrap("store.ConsumeVaultRecord", err)
@@ -185,6 +200,8 @@ func (s *Store) SweepVault(ctx context.Context, now time.Time) (int, error) {
 			sql  string
 			args []any
 		}{
+			{`UPDATE vault_records SET ` + tombstone + `
+			  WHERE status = 'active' AND expires_at > 0 AND expires_at <= $1 AND kind = 'one_time'`, []any{ms(now)}},
 			{`UPDATE vault_records SET status = 'expired', sealed = NULL, updated_at = $1
 			  WHERE status = 'active' AND expires_at > 0 AND expires_at <= $2`, []any{ms(now), ms(now)}},
 			{`DELETE FROM vault_records WHERE kind = 'one_time' AND expires_at > 0 AND expires_at <= $1`, []any{ms(now.Add(-vault.TombstoneTTL))}},
