@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 6's measurement (docs/benchmarks.md): flow-1 customer create through
 # Switchyard on a local PostgreSQL with its durable defaults (fsync=on,
-# synchronous_commit=on), 32 concurrent clients, through one node, and split
-# over two nodes on the same machine and database. Each measurement starts on
+# synchronous_commit=on), 32 concurrent clients, through one node, and spread
+# over two nodes on the same machine and database (one load generator whose
+# workers alternate between the nodes). Each measurement starts on
 # a fresh database (the rate falls as the tables grow), the order of the two
 # alternates from run to run, and each run follows a bare-HTTP run of the
 # load tool, so every figure has its same-run baseline.
@@ -95,20 +96,14 @@ one() { # → "rps p99 errors" of one node with all C clients, on a fresh databa
 	load "http://$ADDR_a" "$C"
 	stop_nodes a
 }
-two() { # → the same C clients split over two nodes on one fresh database, at once
+two() { # → the same C clients over two nodes on one fresh database: one load
+	# generator, its workers spread over both nodes as a load balancer would
+	# spread connections, so both measurements carry the same client cost
 	fresh_db
 	start_node a
 	start_node b
-	local half=$((C / 2)) la lb ra pa ea rb pb eb
-	load "http://$ADDR_a" "$half" >"$WORK/ra" &
-	la=$!
-	load "http://$ADDR_b" "$((C - half))" >"$WORK/rb" &
-	lb=$!
-	wait "$la" "$lb"
+	load "http://$ADDR_a,http://$ADDR_b" "$C"
 	stop_nodes a b
-	read -r ra pa ea <"$WORK/ra"
-	read -r rb pb eb <"$WORK/rb"
-	echo "$((ra + rb)) $(python3 -c "print(max($pa, $pb))") $((ea + eb))"
 }
 for i in $(seq "$RUNS"); do
 	b=$(bare)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,7 @@ type worker struct {
 	errors   int64
 	samples  []errSample
 	idBuf    []byte
+	base     string // the node this worker sends to, when -url names several
 }
 
 type errSample struct {
@@ -166,6 +168,9 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		if tgt.urlFor != nil {
 			url = tgt.urlFor()
 		}
+		if w.base != "" {
+			url = w.base + strings.TrimPrefix(url, cfg.url)
+		}
 		req, err := newRequest(ctx, tgt.method, url, body, cfg.key)
 		if err != nil {
 			w.fail("request: " + err.Error())
@@ -214,13 +219,22 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 	}
 
 	workers := make([]*worker, cfg.c)
+	// newWorker spreads the workers over the nodes, as a load balancer
+	// would spread connections.
+	newWorker := func(i int) *worker {
+		w := &worker{lat: make([]time.Duration, 0, 1024)}
+		if len(cfg.urls) > 1 && cfg.scenario != "bare" {
+			w.base = cfg.urls[i%len(cfg.urls)]
+		}
+		return w
+	}
 	var wg sync.WaitGroup
 	var dropped int64
 
 	if cfg.rate <= 0 {
 		// Closed loop: c workers, each sending back to back.
 		for i := range workers {
-			w := &worker{lat: make([]time.Duration, 0, 1024)}
+			w := newWorker(i)
 			workers[i] = w
 			wg.Go(func() {
 				for ctx.Err() == nil {
@@ -265,7 +279,7 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 			}
 		})
 		for i := range workers {
-			w := &worker{lat: make([]time.Duration, 0, 1024)}
+			w := newWorker(i)
 			workers[i] = w
 			wg.Go(func() {
 				for {

@@ -37,7 +37,8 @@ const (
 
 // config holds the parsed, validated flags.
 type config struct {
-	url      string
+	url      string   // the (first) server's base URL
+	urls     []string // every node -url names, url first
 	key      string
 	c        int
 	d        time.Duration
@@ -100,7 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("switchyard-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.url, "url", "", "base URL of the server, e.g. http://127.0.0.1:8080 (not needed for -scenario bare)")
+	fs.StringVar(&cfg.url, "url", "", "base URL of the server, e.g. http://127.0.0.1:8080 (not needed for -scenario bare); "+
+		"several nodes of one deployment, comma-separated: setup goes to the first, and the workers take them in turn")
 	fs.StringVar(&cfg.key, "key", "", "value for header x-user-secret-key")
 	fs.IntVar(&cfg.c, "c", 32, "concurrency (closed loop) or worker cap (open loop)")
 	fs.DurationVar(&cfg.d, "d", 10*time.Second, "measured duration (max 10m)")
@@ -155,14 +157,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, nil
 	}
 	if cfg.scenario != "bare" {
-		u, err := url.Parse(cfg.url)
 		if cfg.url == "" {
 			return cfg, errors.New("-url is required for -scenario " + cfg.scenario)
 		}
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cfg, fmt.Errorf("-url must be an absolute http(s) URL, got %q", cfg.url)
+		cfg.urls = nil
+		for _, one := range strings.Split(cfg.url, ",") {
+			u, err := url.Parse(one)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return cfg, fmt.Errorf("-url must be an absolute http(s) URL, got %q", one)
+			}
+			cfg.urls = append(cfg.urls, strings.TrimRight(one, "/"))
 		}
-		cfg.url = strings.TrimRight(cfg.url, "/")
+		cfg.url = cfg.urls[0]
 	}
 	switch cfg.scenario {
 	case "get":

@@ -231,3 +231,36 @@ func TestBadFlagsExit2(t *testing.T) {
 		}
 	}
 }
+
+// -url with several nodes: the workers share them out and every request
+// keeps its path; the setup probe goes to the first.
+func TestLoadSpreadsOverNodes(t *testing.T) {
+	var hits [2]atomic.Int64
+	var paths sync.Map
+	srvs := make([]*httptest.Server, 2)
+	for i := range srvs {
+		srvs[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			paths.Store(r.URL.Path, true)
+			io.WriteString(w, `{"status":200,"error":null,"resource":{}}`)
+		}))
+		defer srvs[i].Close()
+	}
+	res, code, stderr := runJSON(t, "-url", srvs[0].URL+","+srvs[1].URL+"/", "-scenario", "get", "-path", "/v1/thing",
+		"-c", "4", "-d", "200ms", "-warmup", "0s", "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if res.Errors != 0 || hits[0].Load() < 2 || hits[1].Load() < 2 {
+		t.Fatalf("errors=%d, hits %d and %d: want both nodes loaded", res.Errors, hits[0].Load(), hits[1].Load())
+	}
+	paths.Range(func(k, _ any) bool {
+		if p := k.(string); p != "/" && p != "/v1/thing" {
+			t.Errorf("request to %q", p)
+		}
+		return true
+	})
+	if _, code, _ := runJSON(t, "-url", srvs[0].URL+",ftp://x", "-scenario", "get", "-path", "/v1/thing", "-d", "10ms"); code != 2 {
+		t.Errorf("a bad second URL: exit %d, want 2", code)
+	}
+}
