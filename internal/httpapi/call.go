@@ -39,6 +39,10 @@ type route struct {
 	// before the body is read (spec §3.4 step 3).
 	exists func(c *call) error
 	h      handler
+	// resumed is the status a retry answers when the request it repeats
+	// was interrupted after recording what it made or changed on its
+	// idempotency claim (charge or customer); 0 where nothing is recorded.
+	resumed int
 }
 
 // call is one request as handlers see it.
@@ -204,12 +208,15 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 		// or customer: that, as it is now (the reconciler settles a
 		// charge), and nothing runs again.
 		data, err := s.created(c, rec)
+		if err == nil && rt.resumed == 0 {
+			err = errs.Wrap("httpapi.resume", errors.New("a claim of a route that records nothing holds a record"))
+		}
 		if err != nil {
 			s.writeError(w, r, err, rt.rtype, nil)
 			return
 		}
 		w.Header().Set("Idempotent-Replayed", "true")
-		writeJSON(w, http.StatusCreated, encode(paydock.Envelope{Status: http.StatusCreated,
+		writeJSON(w, rt.resumed, encode(paydock.Envelope{Status: rt.resumed,
 			Resource: paydock.Resource{Type: rt.rtype, Data: data}}))
 		return
 	}
@@ -217,7 +224,9 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	res := s.run(rt, c, r)
 	// The outcome is recorded even if the client has gone away.
 	ctx := context.WithoutCancel(c.ctx)
-	if storable(res.err) {
+	// A failure caused by the client leaving (its context cancelled) is not
+	// the request's outcome: the key is freed, not bound to it.
+	if storable(res.err) && (res.err == nil || c.ctx.Err() == nil) {
 		if err := s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body); err != nil {
 			info(c.ctx).log().Error("idempotency record not stored", "err", err)
 		}
@@ -227,8 +236,8 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	writeJSON(w, res.status, res.body)
 }
 
-// created is what an interrupted request recorded on its claim, as its
-// create would have answered it.
+// created is what an interrupted request recorded on its claim (the charge
+// or customer it made or changed), as it is now.
 func (s *Server) created(c *call, rec *idempotency.Record) (any, error) {
 	if rec.CustomerID != "" {
 		cu, err := s.Customers.Get(c.ctx, c.account.ID, rec.CustomerID)

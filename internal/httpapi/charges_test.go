@@ -657,3 +657,70 @@ func TestChargeListSortByAmountAcrossCurrencies(t *testing.T) {
 		}
 	}
 }
+
+// A refund interrupted after it began (its node died, its claim went
+// stale) is not run again under its key: a retry answers the charge as it
+// is now, with the refund's own status, and no second refund is made.
+func TestIdempotentRefundInterruptedIsNotRunAgain(t *testing.T) {
+	e := newCH(t)
+	id := chStatus(t, e.charge(map[string]any{"amount": "10.00", "currency": "AUD", "customer_id": e.customer}, ""), 201, "complete")["_id"].(string)
+	body := map[string]any{"amount": "1.00"}
+	first := e.Do("POST", "/v1/charges/"+id+"/refunds", body, "Idempotency-Key", "refund-crash")
+	if first.Status != 200 {
+		t.Fatalf("refund: %d %s", first.Status, first.Raw)
+	}
+	if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
+		res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL WHERE key = 'refund-crash' AND charge_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("the claim did not record the charge (%d rows)", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.counts()
+	e.clock.Advance(3 * time.Minute)
+	r := e.Do("POST", "/v1/charges/"+id+"/refunds", body, "Idempotency-Key", "refund-crash")
+	if r.Status != 200 || r.Data()["_id"] != id || r.Header.Get("Idempotent-Replayed") != "true" || r.Data()["refunded_amount"] != 1.0 {
+		t.Fatalf("retry after the interruption: %d %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+	}
+	if after := e.counts(); after != before {
+		t.Fatalf("the refund ran again: %v → %v", before, after)
+	}
+}
+
+// A client that leaves while its keyed request waits on the gateway does
+// not bind the key to the failure its leaving caused: the key is free, and
+// a retry runs (spec §9 stores outcomes, not a client's impatience).
+func TestIdempotencyClientGoneLeavesKeyFree(t *testing.T) {
+	e := &chEnv{Env: apitest.New(t, apitest.Options{SimulatorLatency: 300 * time.Millisecond})}
+	b, _ := json.Marshal(map[string]any{"first_name": "Ada", "payment_source": map[string]any{"gateway_id": e.Gateway,
+		"card_name": "Ada Lovelace", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.URL+"/v1/customers", bytes.NewReader(b))
+	req.Header.Set("x-user-secret-key", e.Secret)
+	req.Header.Set("Idempotency-Key", "gone-1")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("the request finished (%d) before the client left", res.StatusCode)
+	}
+	// The server notices when the Simulator call returns.
+	var body any
+	json.Unmarshal(b, &body)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := e.Do("POST", "/v1/customers", body, "Idempotency-Key", "gone-1")
+		if r.Status == 409 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if r.Status != 201 || r.Header.Get("Idempotent-Replayed") == "true" {
+			t.Fatalf("retry after the client left: %d %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+		}
+		break
+	}
+}

@@ -27,22 +27,22 @@ func (s *Server) routeTable() []route {
 		{method: "GET", pattern: "/v1/vault-tokens/{token}", rtype: "payment_source", auth: authSecret, h: s.getVault},
 		{method: "DELETE", pattern: "/v1/vault-tokens/{token}", rtype: "payment_source", auth: authSecret, h: s.archiveVault},
 
-		{method: "POST", pattern: "/v1/customers", rtype: "customer", auth: authSecret, h: s.createCustomer},
+		{method: "POST", pattern: "/v1/customers", rtype: "customer", auth: authSecret, h: s.createCustomer, resumed: http.StatusCreated},
 		{method: "GET", pattern: "/v1/customers", rtype: "customer", auth: authSecret, h: s.listCustomers},
 		{method: "GET", pattern: "/v1/customers/payment_sources", rtype: "payment_source", auth: authPublic, h: s.publicSources},
 		{method: "GET", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, h: s.getCustomer},
-		{method: "POST", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, exists: s.customerExists, h: s.updateCustomer},
+		{method: "POST", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, exists: s.customerExists, h: s.updateCustomer, resumed: http.StatusOK},
 		{method: "DELETE", pattern: "/v1/customers/{id}", rtype: "customer", auth: authSecret, h: s.archiveCustomer},
 		{method: "POST", pattern: "/v1/customers/{id}/payment_sources/{payment_source_id}", rtype: "customer", auth: authSecret, exists: s.customerExists, h: s.replaceSource},
 		{method: "DELETE", pattern: "/v1/customers/{id}/payment_sources/{payment_source_id}", rtype: "customer", auth: authSecret, h: s.archiveSource},
 
-		{method: "POST", pattern: "/v1/charges", rtype: "charge", auth: authSecret, h: s.createCharge},
+		{method: "POST", pattern: "/v1/charges", rtype: "charge", auth: authSecret, h: s.createCharge, resumed: http.StatusCreated},
 		{method: "GET", pattern: "/v1/charges", rtype: "charge", auth: authSecret, h: s.listCharges},
 		{method: "GET", pattern: "/v1/charges/{id}", rtype: "charge", auth: authSecret, h: s.getCharge},
 		{method: "DELETE", pattern: "/v1/charges/{id}", rtype: "charge", auth: authSecret, h: s.archiveCharge},
-		{method: "POST", pattern: "/v1/charges/{id}/capture", rtype: "charge", auth: authSecret, exists: s.chargeExists, h: s.captureCharge},
+		{method: "POST", pattern: "/v1/charges/{id}/capture", rtype: "charge", auth: authSecret, exists: s.chargeExists, h: s.captureCharge, resumed: http.StatusCreated},
 		{method: "DELETE", pattern: "/v1/charges/{id}/capture", rtype: "charge", auth: authSecret, h: s.cancelCharge},
-		{method: "POST", pattern: "/v1/charges/{id}/refunds", rtype: "charge", auth: authSecret, exists: s.chargeExists, h: s.refundCharge},
+		{method: "POST", pattern: "/v1/charges/{id}/refunds", rtype: "charge", auth: authSecret, exists: s.chargeExists, h: s.refundCharge, resumed: http.StatusOK},
 	}
 }
 

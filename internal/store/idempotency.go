@@ -74,10 +74,18 @@ func (s *Store) FinishIdempotencyKey(ctx context.Context, account, key string, c
 
 // ReleaseIdempotencyKey implements idempotency.Store.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, account, key string, claimedAt time.Time) error {
+	// A claim that recorded a charge or customer is not deleted: the
+	// failure being answered (a 503, say) may have come after the write
+	// that recorded it committed. Its lock ends now instead, so a retry
+	// answers what it recorded at once rather than running again.
+	lock := ms(claimedAt.Add(idempotency.Lock))
 	err := s.eng.Write(ctx, func(q Querier) error {
-		_, err := q.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'running' AND locked_until = $3`,
-			account, key, ms(claimedAt.Add(idempotency.Lock)))
-		return err
+		return execStmts(ctx, q, nil, []Stmt{
+			{`DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'running' AND locked_until = $3
+				AND charge_id IS NULL AND customer_id IS NULL`, []any{account, key, lock}},
+			{`UPDATE idempotency_keys SET locked_until = $1 WHERE account_id = $2 AND key = $3 AND state = 'running' AND locked_until = $4`,
+				[]any{ms(claimedAt), account, key, lock}},
+		})
 	})
 	return s.wrap("store.ReleaseIdempotencyKey", err)
 }
@@ -96,10 +104,10 @@ func (s *Store) SweepIdempotencyKeys(ctx context.Context, now time.Time) (int, e
 	return int(n), s.wrap("store.SweepIdempotencyKeys", err)
 }
 
-// claimedStmt records, in the transaction that writes a charge's intent
-// or a new customer, that the idempotent request holding ctx's claim
-// created it (nothing to record without a claim). column is charge_id or
-// customer_id.
+// claimedStmt records, in the transaction that writes a charge's intent,
+// a new customer, or a change to one (an operation on a charge, a customer
+// update), that the idempotent request holding ctx's claim made it
+// (nothing to record without a claim). column is charge_id or customer_id.
 func claimedStmt(ctx context.Context, account, column, id string) (Stmt, bool) {
 	cl, ok := idempotency.ClaimFrom(ctx)
 	if !ok {

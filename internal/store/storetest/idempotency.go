@@ -72,6 +72,26 @@ func runIdempotency(t *testing.T, open Open) {
 			// Releasing a key nobody holds is fine.
 			must(t, "Release unknown", s.ReleaseIdempotencyKey(ctx(t), acct, "nobody", t0))
 		}},
+		// The failure a request answers may come after the write that made
+		// its customer committed: releasing must not forget it, or a retry
+		// would make a second one. The lock ends at once instead.
+		{"release keeps a claim that recorded a customer", func(t *testing.T, s *store.Store) {
+			a, _, _ := mustAccount(t, s, "acme")
+			t0 := now()
+			wantClaimed(t, "claim", claim(t, s, a.ID, key, "fp1", t0))
+			c, src := newCustomer(a.ID, "Ann")
+			cctx := idempotency.WithClaim(ctx(t), idempotency.Claim{Key: key, ClaimedAt: t0})
+			must(t, "CreateCustomer", s.CreateCustomer(cctx, c, src))
+			must(t, "Release", s.ReleaseIdempotencyKey(ctx(t), a.ID, key, t0))
+			got := claim(t, s, a.ID, key, "fp1", t0.Add(time.Second))
+			if got == nil || got.Done || got.CustomerID != c.ID {
+				t.Fatalf("after release: %+v, want the claim with customer %s", got, c.ID)
+			}
+			out, rec, err := idempotency.Begin(ctx(t), s, a.ID, key, "fp1", t0.Add(time.Second))
+			if err != nil || out != idempotency.Resume || rec.CustomerID != c.ID {
+				t.Fatalf("Begin after release = %v, %+v, %v; want Resume with the customer", out, rec, err)
+			}
+		}},
 		{"expired record taken over", func(t *testing.T, s *store.Store) {
 			t0 := now()
 			wantClaimed(t, "claim", claim(t, s, acct, key, "fp1", t0))
