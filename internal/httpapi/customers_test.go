@@ -2205,3 +2205,36 @@ func TestIdempotentCustomerCreateInterruptedIsNotRunAgain(t *testing.T) {
 		t.Fatalf("the update's claim records %q (%v), want %s", got, err, lastID)
 	}
 }
+
+// Concurrent updates of one customer all succeed and none is lost: they
+// wait for each other on the customer's row (on PostgreSQL they used to
+// fail serialization, and past ten attempts answered 500).
+func TestCustomerConcurrentUpdates(t *testing.T) {
+	e := newCU(t)
+	id := e.create(map[string]any{"first_name": "Ada", "payment_source": map[string]any{"vault_token": e.vault(cuCard(cuVisa, map[string]any{"card_ccv": nil}))}})["_id"].(string)
+	const workers, each = 16, 6
+	var wg sync.WaitGroup
+	errc := make(chan string, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				body := map[string]any{"meta": map[string]any{"w": w, "i": i}}
+				if i%3 == 0 { // some add a card, which also moves the default
+					body["payment_source"] = map[string]any{"vault_token": e.vault(cuCard(cuVisa2, map[string]any{"card_ccv": nil}))}
+				}
+				r := e.Do("POST", "/v1/customers/"+id, body)
+				if r.Status != 200 {
+					errc <- fmt.Sprintf("%d %s", r.Status, r.Raw)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for msg := range errc {
+		t.Errorf("update: %s", msg)
+	}
+	if got := len(cuSources(e.get(id))); got != 1+workers*2 {
+		t.Errorf("%d sources after %d card additions, want %d", got, workers*2, 1+workers*2)
+	}
+}

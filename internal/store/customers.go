@@ -270,8 +270,16 @@ func (s *Store) GetCustomer(ctx context.Context, account, id string) (customer.C
 func (s *Store) UpdateCustomer(ctx context.Context, account, id string, fn func(c *customer.Customer) error, src *customer.NewSource) (customer.Customer, error) {
 	var out customer.Customer
 	var fnErr error
-	err := s.eng.Write(ctx, func(q Querier) error {
+	// The customer's row is locked before it is read, so nothing it reads
+	// changes before this commits: row locks are enough (LockingWriter),
+	// and concurrent updates of one customer wait for each other instead
+	// of failing serialization. Every write to a customer's sources also
+	// writes its row.
+	err := writeLocking(ctx, s.eng, func(q Querier) error {
 		out, fnErr = customer.Customer{}, nil // fn may run again (engine retry)
+		if _, err := q.ExecContext(ctx, `UPDATE customers SET updated_at = updated_at WHERE id = $1 AND account_id = $2`, id, account); err != nil {
+			return err
+		}
 		c, err := getCustomer(ctx, q, account, id)
 		if err != nil {
 			return err

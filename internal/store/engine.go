@@ -52,10 +52,12 @@ type Batcher interface {
 // alone (READ COMMITTED on PostgreSQL) rather than Write's isolation. It is
 // for transactions whose every decision is a conditional UPDATE of the row
 // it writes (re-checked on the row's latest version once its lock is
-// held), whose other writes are overwrites with values the caller computed
-// before the transaction, or commutative increments. Such a transaction
-// gains nothing from SERIALIZABLE, which would fail concurrent increments
-// of one row (a customer's statistics) and retry them.
+// held), or rests on rows read after locking the row every writer of them
+// also writes (a no-op UPDATE first); whose other writes are overwrites
+// with values the caller computed before the transaction, or commutative
+// increments. Such a transaction gains nothing from SERIALIZABLE, which
+// would fail concurrent writers of one row (a customer's statistics, a
+// customer updated twice at once) and retry them, up to giving up.
 type LockingWriter interface {
 	WriteLocking(ctx context.Context, fn func(q Querier) error) error
 }
