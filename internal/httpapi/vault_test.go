@@ -946,7 +946,16 @@ func TestVaultGetArchive(t *testing.T) {
 		if r.Status != 200 || fmt.Sprint(r.Data()) != fmt.Sprint(first) {
 			t.Errorf("GET archived: %s", r.Raw)
 		}
-		// Nothing uses it: the sweeper destroys its card data, the record stays.
+		// Nothing uses it: once its archive is older than the grace (a
+		// request that checked it before may still link a source), the
+		// sweeper destroys its card data; the record stays.
+		if _, err := e.Services.Vault.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if sealed, status := vtSealed(t, e.Env, tc.token); !sealed || status != "archived" {
+			t.Errorf("archived record within the grace after sweep: sealed=%v status=%s", sealed, status)
+		}
+		e.clock.Advance(vault.ArchiveGrace)
 		if _, err := e.Services.Vault.Sweep(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -1120,5 +1129,39 @@ func TestTokenConcurrentUse(t *testing.T) {
 				t.Errorf("listed %d → %d, want one more", before, got)
 			}
 		})
+	}
+}
+
+// A customer create that checked a vault token before it was archived may
+// still link a source to it while the gateway stores the card; the sweeper
+// must not destroy the card under it (spec §6.2: the card stays while an
+// active source uses it). The create and the charge after it succeed.
+func TestVaultArchiveDuringCreateKeepsCard(t *testing.T) {
+	e := apitest.New(t, apitest.Options{SimulatorLatency: 400 * time.Millisecond})
+	tok := vtVault(t, e, vtCard(nil))["vault_token"].(string)
+	done := make(chan *apitest.Response, 1)
+	go func() {
+		done <- e.Do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"vault_token": tok, "gateway_id": e.Gateway}})
+	}()
+	time.Sleep(150 * time.Millisecond) // the create is in its gateway call
+	if r := e.Do("DELETE", "/v1/vault-tokens/"+tok, nil); r.Status != 200 {
+		t.Fatalf("archive: %d %s", r.Status, r.Raw)
+	}
+	if _, err := e.Services.Vault.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Raw)
+	}
+	if _, err := e.Services.Vault.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if sealed, _ := vtSealed(t, e, tok); !sealed {
+		t.Fatal("the card of a record an active source uses was destroyed")
+	}
+	c := e.Do("POST", "/v1/charges", map[string]any{"amount": "5.00", "currency": "AUD", "customer_id": r.Data()["_id"]})
+	if c.Status != 201 || c.Data()["status"] != "complete" {
+		t.Fatalf("charge: %d %s", c.Status, c.Raw)
 	}
 }

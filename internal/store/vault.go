@@ -205,7 +205,7 @@ func (s *Store) SweepVault(ctx context.Context, now time.Time) (int, error) {
 			{`UPDATE vault_records SET status = 'expired', sealed = NULL, updated_at = $1
 			  WHERE status = 'active' AND expires_at > 0 AND expires_at <= $2`, []any{ms(now), ms(now)}},
 			{`DELETE FROM vault_records WHERE kind = 'one_time' AND expires_at > 0 AND expires_at <= $1`, []any{ms(now.Add(-vault.TombstoneTTL))}},
-			{archivedUnused, nil},
+			{archivedUnused, []any{ms(now.Add(-vault.ArchiveGrace))}},
 		} {
 			res, err := q.ExecContext(ctx, stmt.sql, stmt.args...)
 			if err != nil {
@@ -219,8 +219,9 @@ func (s *Store) SweepVault(ctx context.Context, now time.Time) (int, error) {
 	return int(total), s.wrap("store.SweepVault", err)
 }
 
-// archivedUnused destroys the card data of archived permanent records that
-// no active payment source uses any more (spec §6.2).
+// archivedUnused destroys the card data of permanent records archived
+// before $1 (vault.ArchiveGrace) that no active payment source uses any
+// more (spec §6.2).
 const archivedUnused = `UPDATE vault_records SET sealed = NULL
-  WHERE kind = 'permanent' AND status = 'archived' AND sealed IS NOT NULL
+  WHERE kind = 'permanent' AND status = 'archived' AND sealed IS NOT NULL AND updated_at <= $1
   AND NOT EXISTS (SELECT 1 FROM payment_sources ps WHERE ps.vault_token = vault_records.token AND ps.status = 'active')`

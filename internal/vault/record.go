@@ -39,6 +39,13 @@ const (
 	OneTimeTTL   = 3 * time.Hour
 	SessionTTL   = 15 * time.Minute
 	TombstoneTTL = 30 * 24 * time.Hour
+	// ArchiveGrace is how long an archived permanent record keeps its card
+	// before the sweeper may destroy it (when no active source uses it).
+	// A request that checked the record before it was archived may still
+	// be on its way to linking a source to it (a gateway call of up to 30
+	// s): after the grace it has committed, or it never will, so the
+	// sweeper sees its source. It is longer than any request may run.
+	ArchiveGrace = 5 * time.Minute
 )
 
 // Address is a payment source's billing address.
@@ -102,8 +109,9 @@ type Store interface {
 	// creating it from fresh when none exists (the first writer wins).
 	AccountSecret(ctx context.Context, account, purpose string, fresh func() ([]byte, int, error)) ([]byte, error)
 	// SweepVault expires one-time and session records past their expiry
-	// (destroying their card data), destroys the card data of archived
-	// permanent records no active payment source uses, and deletes
+	// (destroying their card data), destroys the card data of permanent
+	// records archived over ArchiveGrace ago that no active payment source
+	// uses, and deletes
 	// one-time tombstones older than TombstoneTTL.
 	SweepVault(ctx context.Context, now time.Time) (int, error)
 }

@@ -415,7 +415,10 @@ func TestCustomersSmoke(t *testing.T) {
 	if _, err := s.ArchiveVaultRecord(ctx, account, got.Sources[0].VaultToken, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.SweepVault(ctx, time.Now()); err != nil || n != 1 {
+	if n, err := s.SweepVault(ctx, time.Now()); err != nil || n != 0 {
+		t.Errorf("SweepVault = %d, %v; want the archived card kept within vault.ArchiveGrace", n, err)
+	}
+	if n, err := s.SweepVault(ctx, time.Now().Add(vault.ArchiveGrace)); err != nil || n != 1 {
 		t.Errorf("SweepVault = %d, %v; want the archived card destroyed", n, err)
 	}
 	inUse, err := s.KeyVersionsInUse(ctx)
