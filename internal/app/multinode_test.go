@@ -7,6 +7,7 @@ package app_test
 // recovers by itself.
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,6 +18,15 @@ import (
 
 	"switchyard/internal/pgtest"
 )
+
+func (p *killProc) gatewayID() string {
+	for _, l := range p.lines {
+		if k, ok := strings.CutPrefix(l, "gateway id: "); ok {
+			return k
+		}
+	}
+	return ""
+}
 
 func (p *killProc) publicKey() string {
 	for _, l := range p.lines {
@@ -249,4 +259,53 @@ func mnDecode(t *testing.T, res *http.Response) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestKeyFreedAfterOutage: a keyed create that fails with 503 because the
+// database went away mid-request leaves its key claimed (the release fails
+// too); the node keeps trying, so soon after the database returns the key
+// is free and a retry runs, instead of 409 until the claim lapses.
+func TestKeyFreedAfterOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	c := pgtest.Require(t)
+	db := pgtest.NewDatabase(t)
+	px := c.NewProxy(t)
+	bin := killBuild(t)
+	p := killStart(t, bin, "--database-url", px.URL(pgtest.Name(db), "connect_timeout=2"), "--master-key-file", pgKeyFile(t),
+		"--simulator-latency", "1500ms")
+	sk := p.key()
+	body, _ := json.Marshal(map[string]any{"first_name": "Ada", "payment_source": map[string]any{"gateway_id": p.gatewayID(),
+		"card_name": "Ada Lovelace", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}})
+	post := func() int {
+		req, _ := http.NewRequest("POST", "http://"+p.addr+"/v1/customers", bytes.NewReader(body))
+		req.Header.Set("x-user-secret-key", sk)
+		req.Header.Set("Idempotency-Key", "outage-1")
+		res, err := mnClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST: %v", err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	first := make(chan int, 1)
+	go func() { first <- post() }()
+	time.Sleep(500 * time.Millisecond) // the create is in its gateway call
+	px.Cut()
+	if st := <-first; st != 503 {
+		t.Fatalf("create during the outage: %d, want 503", st)
+	}
+	px.Restore()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := post()
+		if st == 201 {
+			break
+		}
+		if st != 409 && st != 503 || time.Now().After(deadline) {
+			t.Fatalf("retry after the outage: %d", st)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -226,14 +227,44 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	ctx := context.WithoutCancel(c.ctx)
 	// A failure caused by the client leaving (its context cancelled) is not
 	// the request's outcome: the key is freed, not bound to it.
-	if storable(res.err) && (res.err == nil || c.ctx.Err() == nil) {
-		if err := s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body); err != nil {
-			info(c.ctx).log().Error("idempotency record not stored", "err", err)
+	store := storable(res.err) && (res.err == nil || c.ctx.Err() == nil)
+	settle := func(ctx context.Context) error {
+		if store {
+			return s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body)
 		}
-	} else if err := s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key, claimedAt); err != nil {
-		info(c.ctx).log().Error("idempotency key not released", "err", err)
+		return s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key, claimedAt)
+	}
+	if err := settle(ctx); err != nil {
+		log := info(c.ctx).log()
+		log.Error("idempotency key not settled", "stored", store, "err", err)
+		if errs.KindOf(err) == errs.Unavailable {
+			// The database is away (the same outage that failed the
+			// request, often): keep trying while the claim holds, so the
+			// key is free (or answers) soon after it returns rather than
+			// answering 409 until the claim lapses.
+			go retrySettle(ctx, settle, log)
+		}
 	}
 	writeJSON(w, res.status, res.body)
+}
+
+// retrySettle runs settle every second until it succeeds, fails for a
+// reason other than the database being away, or the claim's lock ends.
+func retrySettle(ctx context.Context, settle func(context.Context) error, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for end := time.Now().Add(idempotency.Lock); time.Now().Before(end); {
+		<-t.C
+		err := settle(ctx)
+		if err == nil {
+			log.Info("idempotency key settled after the database returned")
+			return
+		}
+		if errs.KindOf(err) != errs.Unavailable {
+			log.Error("idempotency key not settled", "err", err)
+			return
+		}
+	}
 }
 
 // created is what an interrupted request recorded on its claim (the charge
