@@ -227,26 +227,39 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	ctx := context.WithoutCancel(c.ctx)
 	// A failure caused by the client leaving (its context cancelled) is not
 	// the request's outcome: the key is freed, not bound to it.
-	store := storable(res.err) && (res.err == nil || c.ctx.Err() == nil)
+	keep := storable(res.err) && (res.err == nil || c.ctx.Err() == nil)
 	settle := func(ctx context.Context) error {
-		if store {
+		if keep {
 			return s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body)
 		}
 		return s.Idempotency.ReleaseIdempotencyKey(ctx, c.account.ID, key, claimedAt)
 	}
 	if err := settle(ctx); err != nil {
 		log := info(c.ctx).log()
-		log.Error("idempotency key not settled", "stored", store, "err", err)
+		log.Error("idempotency key not settled", "stored", keep, "err", err)
+		// The database is away (the same outage that failed the request,
+		// often): keep trying while the claim holds, so the key is free
+		// (or answers) soon after it returns rather than answering 409
+		// until the claim lapses. Past maxSettling keys at once the claim
+		// simply lapses, as before.
 		if errs.KindOf(err) == errs.Unavailable {
-			// The database is away (the same outage that failed the
-			// request, often): keep trying while the claim holds, so the
-			// key is free (or answers) soon after it returns rather than
-			// answering 409 until the claim lapses.
-			go retrySettle(ctx, settle, log)
+			if s.settling.Add(1) <= maxSettling {
+				go func() {
+					defer s.settling.Add(-1)
+					retrySettle(ctx, settle, log)
+				}()
+			} else {
+				s.settling.Add(-1)
+			}
 		}
 	}
 	writeJSON(w, res.status, res.body)
 }
+
+// maxSettling bounds the keys retried in the background at once: an outage
+// under heavy keyed traffic must not pile up goroutines, nor a burst of
+// writes when the database returns.
+const maxSettling = 1024
 
 // retrySettle runs settle every second until it succeeds, fails for a
 // reason other than the database being away, or the claim's lock ends.

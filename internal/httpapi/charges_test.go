@@ -546,6 +546,26 @@ func TestChargeAnswerNotRecordedIsNotRetryable(t *testing.T) {
 	}
 }
 
+// interruptClaim puts key back as if the node serving it had died before
+// storing its answer: the claim running, with what its request recorded
+// (column = id, which must be there).
+func interruptClaim(t *testing.T, e *apitest.Env, key, column, id string) {
+	t.Helper()
+	if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
+		res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL
+			WHERE key = $1 AND `+column+` = $2`, key, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("the claim of %s did not record %s %s (%d rows)", key, column, id, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A charge request interrupted after it wrote its intent (its node died,
 // its claim went stale) is never run again under its key: a retry answers
 // the charge it created (spec §9: retrying later gives the response).
@@ -556,18 +576,7 @@ func TestIdempotentChargeInterruptedIsNotRunAgain(t *testing.T) {
 	id := chStatus(t, first, 201, "complete")["_id"].(string)
 	// As if the node had died between the gateway call and the answer:
 	// the claim is still running, with the charge its intent recorded.
-	if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
-		res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL WHERE key = 'crash-1' AND charge_id = $1`, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			t.Fatalf("the claim did not record the charge (%d rows)", n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	interruptClaim(t, e.Env, "crash-1", "charge_id", id)
 	before := e.counts()
 	if r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "crash-1"); r.Status != 409 {
 		t.Fatalf("while the claim holds: %d %s", r.Status, r.Raw)
@@ -669,18 +678,7 @@ func TestIdempotentRefundInterruptedIsNotRunAgain(t *testing.T) {
 	if first.Status != 200 {
 		t.Fatalf("refund: %d %s", first.Status, first.Raw)
 	}
-	if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
-		res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL WHERE key = 'refund-crash' AND charge_id = $1`, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			t.Fatalf("the claim did not record the charge (%d rows)", n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	interruptClaim(t, e.Env, "refund-crash", "charge_id", id)
 	before := e.counts()
 	e.clock.Advance(3 * time.Minute)
 	r := e.Do("POST", "/v1/charges/"+id+"/refunds", body, "Idempotency-Key", "refund-crash")

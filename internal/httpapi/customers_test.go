@@ -23,7 +23,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"switchyard/internal/apitest"
-	"switchyard/internal/store"
 )
 
 // --- fixtures ---------------------------------------------------------------
@@ -2165,18 +2164,7 @@ func TestIdempotentCustomerCreateInterruptedIsNotRunAgain(t *testing.T) {
 		lastID = id
 		// As if the node had died after the write, before the answer was
 		// stored: the claim still runs, with the customer it recorded.
-		if err := e.Store.Engine().Write(t.Context(), func(q store.Querier) error {
-			res, err := q.ExecContext(t.Context(), `UPDATE idempotency_keys SET state = 'running', status = 0, body = NULL WHERE key = $1 AND customer_id = $2`, key, id)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n != 1 {
-				t.Fatalf("%s: the claim did not record the customer (%d rows)", f.name, n)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		interruptClaim(t, e.Env, key, "customer_id", id)
 		before := e.counts()
 		if r := e.Do("POST", "/v1/customers", body, "Idempotency-Key", key); r.Status != 409 {
 			t.Fatalf("%s: while the claim holds: %d %s", f.name, r.Status, r.Raw)

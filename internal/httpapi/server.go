@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -64,6 +65,9 @@ type Server struct {
 	mux     *http.ServeMux
 	origins map[string]bool
 	routes  []route
+	// settling counts the idempotency keys retrySettle is trying to settle
+	// (bounded by maxSettling).
+	settling atomic.Int64
 }
 
 // New builds the server and its routes.
