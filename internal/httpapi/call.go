@@ -225,9 +225,12 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	res := s.run(rt, c, r)
 	// The outcome is recorded even if the client has gone away.
 	ctx := context.WithoutCancel(c.ctx)
-	// A failure caused by the client leaving (its context cancelled) is not
-	// the request's outcome: the key is freed, not bound to it.
-	keep := storable(res.err) && (res.err == nil || c.ctx.Err() == nil)
+	// A failure the client's leaving caused (its context cancelled under a
+	// gateway or database call: an internal or a gateway connection error)
+	// is not the request's outcome: the key is freed, not bound to it. A
+	// decline is the gateway's answer, kept whoever is still listening.
+	gone := res.err != nil && c.ctx.Err() != nil && errs.KindOf(res.err) != errs.Declined
+	keep := storable(res.err) && !gone
 	settle := func(ctx context.Context) error {
 		if keep {
 			return s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body)

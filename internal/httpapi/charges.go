@@ -309,7 +309,7 @@ func (s *Server) listCharges(c *call) (int, any, error) {
 		if v := q.Get(d.name); v != "" {
 			t, ok := parseDate(v, d.end)
 			if !ok {
-				return 0, nil, errs.Query(d.name, d.name+" must be a date or an ISO 8601 timestamp")
+				return 0, nil, errs.Query(d.name, d.name+" must be a date (YYYY-MM-DD) or an ISO 8601 timestamp with Z or a ±hh:mm offset")
 			}
 			*d.dst = t
 		}

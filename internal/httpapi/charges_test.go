@@ -634,8 +634,9 @@ func TestChargeListDateBounds(t *testing.T) {
 		"2026-12-02T04:38:59+11", "2026-12-02T04:38:59.807 +11:00"} {
 		for _, name := range []string{"created_at.from", "created_at.to"} {
 			r := e.Do("GET", "/v1/charges?"+name+"="+url.QueryEscape(v), nil)
-			if _, msg, path, _ := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || path != name {
-				t.Errorf("%s=%s: %d %s, want 400 on %s", name, v, r.Status, r.Raw, name)
+			want := name + " must be a date (YYYY-MM-DD) or an ISO 8601 timestamp with Z or a ±hh:mm offset"
+			if _, msg, path, msgs := r.ErrorDetails(); r.Status != 400 || msg != "query validation failed" || path != name || len(msgs) != 1 || msgs[0] != want {
+				t.Errorf("%s=%s: %d %s, want 400 on %s: %s", name, v, r.Status, r.Raw, name, want)
 			}
 		}
 	}
@@ -695,30 +696,48 @@ func TestIdempotentRefundInterruptedIsNotRunAgain(t *testing.T) {
 // a retry runs (spec §9 stores outcomes, not a client's impatience).
 func TestIdempotencyClientGoneLeavesKeyFree(t *testing.T) {
 	e := &chEnv{Env: apitest.New(t, apitest.Options{SimulatorLatency: 300 * time.Millisecond})}
-	b, _ := json.Marshal(map[string]any{"first_name": "Ada", "payment_source": map[string]any{"gateway_id": e.Gateway,
-		"card_name": "Ada Lovelace", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}})
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", e.URL+"/v1/customers", bytes.NewReader(b))
-	req.Header.Set("x-user-secret-key", e.Secret)
-	req.Header.Set("Idempotency-Key", "gone-1")
-	if res, err := http.DefaultClient.Do(req); err == nil {
-		res.Body.Close()
-		t.Fatalf("the request finished (%d) before the client left", res.StatusCode)
+	card := func(number string) map[string]any {
+		return map[string]any{"gateway_id": e.Gateway, "card_name": "Ada Lovelace", "card_number": number, "expire_month": 9, "expire_year": 2030}
 	}
-	// The server notices when the Simulator call returns.
-	var body any
-	json.Unmarshal(b, &body)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := e.Do("POST", "/v1/customers", body, "Idempotency-Key", "gone-1")
-		if r.Status == 409 && time.Now().Before(deadline) {
+	// leave sends a keyed request and gives up before the Simulator answers.
+	leave := func(path, key string, body any) {
+		b, _ := json.Marshal(body)
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.URL+path, bytes.NewReader(b))
+		req.Header.Set("x-user-secret-key", e.Secret)
+		req.Header.Set("Idempotency-Key", key)
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+			t.Fatalf("the request finished (%d) before the client left", res.StatusCode)
+		}
+	}
+	// retry sends it again until the first has ended on the server.
+	retry := func(path, key string, body any) *apitest.Response {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			r := e.Do("POST", path, body, "Idempotency-Key", key)
+			if r.Status != 409 || time.Now().After(deadline) {
+				return r
+			}
 			time.Sleep(50 * time.Millisecond)
-			continue
 		}
-		if r.Status != 201 || r.Header.Get("Idempotent-Replayed") == "true" {
-			t.Fatalf("retry after the client left: %d %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
-		}
-		break
+	}
+	body := map[string]any{"first_name": "Ada", "payment_source": card("4111111111111111")}
+	leave("/v1/customers", "gone-1", body)
+	if r := retry("/v1/customers", "gone-1", body); r.Status != 201 || r.Header.Get("Idempotent-Replayed") == "true" {
+		t.Fatalf("retry after the client left: %d %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+	}
+	// A charge whose client left is not run again: the gateway call it
+	// abandoned leaves it inprogress (for the reconciler), which is stored.
+	sale := map[string]any{"amount": "10.00", "currency": "AUD", "customer": map[string]any{"payment_source": card("4111111111111111")}}
+	leave("/v1/charges", "gone-2", sale)
+	before := e.counts()
+	r := retry("/v1/charges", "gone-2", sale)
+	if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" || r.Data()["status"] != "inprogress" {
+		t.Fatalf("retry of a charge after the client left: %d %q %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw)
+	}
+	if after := e.counts(); after != before {
+		t.Fatalf("the charge ran again: %v → %v", before, after)
 	}
 }
