@@ -53,6 +53,8 @@ type Options struct {
 	SimulatorLatency time.Duration
 	// ReadTimeout is the server's (httpapi.Deps.ReadTimeout).
 	ReadTimeout time.Duration
+	// ClaimedRunLimit is the server's (httpapi.Deps.ClaimedRunLimit).
+	ClaimedRunLimit time.Duration
 }
 
 // SyncBuffer is a goroutine-safe log sink.
@@ -129,6 +131,7 @@ func New(t testing.TB, opts ...Options) *Env {
 	deps := svc.Deps(log)
 	deps.CORSOrigins = o.CORSOrigins
 	deps.ReadTimeout = o.ReadTimeout
+	deps.ClaimedRunLimit = o.ClaimedRunLimit
 	deps.Metrics = httpapi.NewMetrics()
 	deps.MetricsHandler = deps.Metrics.Handler()
 	e.Server = httptest.NewServer(httpapi.New(deps))

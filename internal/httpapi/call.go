@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"switchyard/internal/auth"
+	"switchyard/internal/charge"
 	"switchyard/internal/errs"
 	"switchyard/internal/idempotency"
 	"switchyard/internal/paydock"
@@ -208,7 +209,7 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 		// The first request was interrupted after it created its charge
 		// or customer: that, as it is now (the reconciler settles a
 		// charge), and nothing runs again.
-		data, err := s.created(c, rec)
+		data, refused, err := s.created(c, rec)
 		if err == nil && rt.resumed == 0 {
 			err = errs.Wrap("httpapi.resume", errors.New("a claim of a route that records nothing holds a record"))
 		}
@@ -217,11 +218,18 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 			return
 		}
 		w.Header().Set("Idempotent-Replayed", "true")
+		if refused != nil {
+			s.writeError(w, r, refused, rt.rtype, data)
+			return
+		}
 		writeJSON(w, rt.resumed, encode(paydock.Envelope{Status: rt.resumed,
 			Resource: paydock.Resource{Type: rt.rtype, Data: data}}))
 		return
 	}
 	c.ctx = idempotency.WithClaim(c.ctx, idempotency.Claim{Key: key, ClaimedAt: claimedAt})
+	var cancel context.CancelFunc
+	c.ctx, cancel = context.WithTimeout(c.ctx, s.ClaimedRunLimit)
+	defer cancel()
 	res := s.run(rt, c, r)
 	// The outcome is recorded even if the client has gone away.
 	ctx := context.WithoutCancel(c.ctx)
@@ -284,20 +292,27 @@ func retrySettle(ctx context.Context, settle func(context.Context) error, log *s
 }
 
 // created is what an interrupted request recorded on its claim (the charge
-// or customer it made or changed), as it is now.
-func (s *Server) created(c *call, rec *idempotency.Record) (any, error) {
+// or customer it made or changed), as it is now. When the charge's latest
+// transaction was refused, refused is the gateway's error, answered with
+// the charge as the uninterrupted request would have been (spec §8.5).
+func (s *Server) created(c *call, rec *idempotency.Record) (data any, refused, err error) {
 	if rec.CustomerID != "" {
 		cu, err := s.Customers.Get(c.ctx, c.account.ID, rec.CustomerID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return toCustomerJSON(cu), nil
+		return toCustomerJSON(cu), nil, nil
 	}
 	ch, err := s.Charges.Get(c.ctx, c.account.ID, rec.ChargeID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return toChargeJSON(ch), nil
+	if n := len(ch.Transactions); n > 0 {
+		if t := ch.Transactions[n-1]; t.Status == charge.TxnFailed && t.Decline != nil {
+			refused = &errs.Error{Kind: errs.Declined, Op: "httpapi.resume", Decline: t.Decline}
+		}
+	}
+	return toChargeJSON(ch), refused, nil
 }
 
 // storable: every success, every gateway error and every 500 is kept;

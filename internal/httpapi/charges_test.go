@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"switchyard/internal/apitest"
 	"switchyard/internal/gateway"
 	"switchyard/internal/store"
@@ -739,5 +741,56 @@ func TestIdempotencyClientGoneLeavesKeyFree(t *testing.T) {
 	}
 	if after := e.counts(); after != before {
 		t.Fatalf("the charge ran again: %v → %v", before, after)
+	}
+}
+
+// A declined charge whose request was interrupted is answered on retry as
+// the uninterrupted request was: 400 with the gateway's error and the
+// failed charge (spec §8.5), not 201.
+func TestIdempotentDeclineInterruptedAnswersTheDecline(t *testing.T) {
+	e := newCH(t)
+	body := map[string]any{"amount": "21.00", "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
+		"gateway_id": e.Gateway, "card_name": "X", "card_number": "4100000000000001", "expire_month": 9, "expire_year": 2030}}}
+	first := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "decline-crash")
+	if first.Status != 400 || first.Body["error_summary"] == nil {
+		t.Fatalf("decline: %d %s", first.Status, first.Raw)
+	}
+	id := first.Data()["_id"].(string)
+	interruptClaim(t, e.Env, "decline-crash", "charge_id", id)
+	e.clock.Advance(3 * time.Minute)
+	r := e.Do("POST", "/v1/charges", body, "Idempotency-Key", "decline-crash")
+	if r.Status != 400 || r.Header.Get("Idempotent-Replayed") != "true" || r.Data()["_id"] != id || r.Data()["status"] != "failed" {
+		t.Fatalf("retry after the interruption: %d %q %s\nfirst: %s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Raw, first.Raw)
+	}
+	for _, k := range []string{"error", "error_summary"} {
+		if diff := cmp.Diff(first.Body[k], r.Body[k]); diff != "" {
+			t.Errorf("the retry's %s differs (-first +retry):\n%s", k, diff)
+		}
+	}
+}
+
+// A request holding an idempotency claim ends before the claim can lapse
+// (httpapi.Deps.ClaimedRunLimit): otherwise a retry after the lapse would
+// run the same operation beside it. Cut off, it makes nothing and frees
+// the key.
+func TestClaimedRequestEndsBeforeItsClaimLapses(t *testing.T) {
+	e := &chEnv{Env: apitest.New(t, apitest.Options{SimulatorLatency: 3 * time.Second, ClaimedRunLimit: 300 * time.Millisecond})}
+	body := map[string]any{"first_name": "Slow", "payment_source": map[string]any{"gateway_id": e.Gateway,
+		"card_name": "Slow", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}}
+	start := time.Now()
+	r := e.Do("POST", "/v1/customers", body, "Idempotency-Key", "slow-1")
+	if took := time.Since(start); took > 2*time.Second || r.Status == 201 {
+		t.Fatalf("keyed create under a 300 ms limit: %d after %v: %s", r.Status, took, r.Raw)
+	}
+	var n int
+	if err := e.Store.Engine().Reader().QueryRowContext(t.Context(), `SELECT count(*) FROM customers`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("customers after the cut: %d, %v", n, err)
+	}
+	if err := e.Store.Engine().Reader().QueryRowContext(t.Context(), `SELECT count(*) FROM idempotency_keys WHERE key = 'slow-1'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the key is still held (%d rows, %v)", n, err)
+	}
+	// Without a key the request is not bound by the claim's limit.
+	if r := e.Do("POST", "/v1/customers", body); r.Status != 201 {
+		t.Fatalf("unkeyed create: %d %s", r.Status, r.Raw)
 	}
 }

@@ -57,6 +57,11 @@ type Deps struct {
 	// request that hangs. The app sets it for PostgreSQL (a local SQLite
 	// file cannot stall that way, and the timer is a cost on every request).
 	RequestTimeout time.Duration
+	// ClaimedRunLimit bounds the work of a request holding an idempotency
+	// claim (default idempotency.Lock less 15 s): it must end before its
+	// claim can lapse, or a retry could take the key over and run the
+	// same operation beside it.
+	ClaimedRunLimit time.Duration
 }
 
 // Server is the HTTP API.
@@ -74,6 +79,9 @@ type Server struct {
 func New(d Deps) *Server {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.ClaimedRunLimit <= 0 {
+		d.ClaimedRunLimit = idempotency.Lock - 15*time.Second
 	}
 	if d.ReadTimeout <= 0 {
 		d.ReadTimeout = 30 * time.Second
