@@ -56,6 +56,10 @@ type call struct {
 	query   url.Values
 	body    paydock.Object
 	raw     []byte
+	// unsettled: the answer is a charge whose gateway outcome is not
+	// recorded yet (the reconciler records it), so it is not stored under
+	// an idempotency key: a retry answers the charge as it is by then.
+	unsettled bool
 }
 
 func (c *call) param(name string) string { return c.params[name] }
@@ -238,7 +242,7 @@ func (s *Server) serveIdempotent(rt route, c *call, key string, w http.ResponseW
 	// is not the request's outcome: the key is freed, not bound to it. A
 	// decline is the gateway's answer, kept whoever is still listening.
 	gone := res.err != nil && c.ctx.Err() != nil && errs.KindOf(res.err) != errs.Declined
-	keep := storable(res.err) && !gone
+	keep := storable(res.err) && !gone && !c.unsettled
 	settle := func(ctx context.Context) error {
 		if keep {
 			return s.Idempotency.FinishIdempotencyKey(ctx, c.account.ID, key, claimedAt, res.status, res.body)

@@ -159,6 +159,7 @@ func chargeResult(c *call, status int, ch charge.Charge, err error) (int, any, e
 		// The gateway acted; its answer waits for the reconciler. The charge
 		// is answered inprogress (spec §8.8), never as a 503 to retry.
 		info(c.ctx).log().Warn("gateway answer not recorded; the reconciler will settle the charge", "charge_id", ch.ID, "err", err)
+		c.unsettled = true
 		return status, toChargeJSON(ch), nil
 	}
 	if err != nil {

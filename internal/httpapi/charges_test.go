@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -518,7 +519,8 @@ func TestChargeAnswerNotRecordedIsNotRetryable(t *testing.T) {
 	done := make(chan *apitest.Response, 1)
 	go func() {
 		done <- e.Do("POST", "/v1/charges", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
-			"gateway_id": e.Gateway, "card_name": "A", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}}})
+			"gateway_id": e.Gateway, "card_name": "A", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}}},
+			"Idempotency-Key", "unrecorded-1")
 	}()
 	// Once the intent is written (the gateway call has begun), the store
 	// loses the table the answer goes to.
@@ -545,6 +547,19 @@ func TestChargeAnswerNotRecordedIsNotRetryable(t *testing.T) {
 	r := <-done
 	if r.Status != 201 || r.Data()["status"] != "inprogress" {
 		t.Fatalf("answer not recorded: %d %s", r.Status, r.Raw)
+	}
+	// That inprogress answer is not stored under the key (it would be
+	// replayed after the reconciler settled the charge): the claim keeps
+	// the charge, its lock ended, so a retry answers the charge as it is.
+	var state string
+	var chargeID sql.NullString
+	var lockedUntil int64
+	if err := e.Store.Engine().Reader().QueryRowContext(t.Context(), `SELECT state, charge_id, locked_until FROM idempotency_keys WHERE key = 'unrecorded-1'`).
+		Scan(&state, &chargeID, &lockedUntil); err != nil {
+		t.Fatal(err)
+	}
+	if state != "running" || chargeID.String != r.Data()["_id"] || lockedUntil > time.Now().UnixMilli() {
+		t.Fatalf("the key after an unrecorded answer: state %s, charge %q, lock until %d", state, chargeID.String, lockedUntil)
 	}
 }
 
