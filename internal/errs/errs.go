@@ -5,6 +5,7 @@
 package errs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -144,14 +145,23 @@ func Wrap(op string, cause error) error {
 		c.Op = op
 		return &c
 	}
-	return &Error{Kind: Internal, Op: op, Err: cause}
+	return &Error{Kind: rawKind(cause), Op: op, Err: cause}
 }
 
-// KindOf reports the Kind of err (Internal when it is not an *Error).
+// KindOf reports the Kind of err: its own for an *Error, Unavailable for a
+// request cut off (its context cancelled or past its deadline: the work
+// did not finish, and may be retried), Internal for anything else.
 func KindOf(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
+	}
+	return rawKind(err)
+}
+
+func rawKind(err error) Kind {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return Unavailable
 	}
 	return Internal
 }

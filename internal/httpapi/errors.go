@@ -36,7 +36,7 @@ var kinds = map[errs.Kind]kindInfo{
 func errorEnvelope(err error, rtype, requestID string, data any) (int, paydock.Envelope) {
 	var e *errs.Error
 	if !errors.As(err, &e) {
-		e = &errs.Error{Kind: errs.Internal, Err: err}
+		e = &errs.Error{Kind: errs.KindOf(err), Err: err}
 	}
 	info, ok := kinds[e.Kind]
 	if !ok {

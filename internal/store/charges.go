@@ -208,10 +208,8 @@ func (s *Store) UpdateCharge(ctx context.Context, account, id string, fn func(c 
 		if err := addStats(ctx, q, account, st); err != nil {
 			return err
 		}
-		if st, ok := claimedStmt(ctx, account, "charge_id", c.ID); ok {
-			if err := execStmts(ctx, q, nil, []Stmt{st}); err != nil {
-				return err
-			}
+		if err := recordClaim(ctx, q, account, "charge_id", c.ID); err != nil {
+			return err
 		}
 		out = c
 		return nil

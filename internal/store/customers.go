@@ -297,10 +297,8 @@ func (s *Store) UpdateCustomer(ctx context.Context, account, id string, fn func(
 		if err := writeCustomer(ctx, q, &c, false); err != nil {
 			return err
 		}
-		if st, ok := claimedStmt(ctx, account, "customer_id", id); ok {
-			if err := execStmts(ctx, q, nil, []Stmt{st}); err != nil {
-				return err
-			}
+		if err := recordClaim(ctx, q, account, "customer_id", id); err != nil {
+			return err
 		}
 		if c.Archived != wasArchived {
 			if err := bumpCount(ctx, q, account, id, wasArchived, -1); err != nil {

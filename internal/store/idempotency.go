@@ -117,3 +117,12 @@ func claimedStmt(ctx context.Context, account, column, id string) (Stmt, bool) {
 		WHERE account_id = $2 AND key = $3 AND state = 'running' AND locked_until = $4`,
 		[]any{id, account, cl.Key, ms(cl.ClaimedAt.Add(idempotency.Lock))}}, true
 }
+
+// recordClaim runs claimedStmt in a transaction that reads before it
+// writes (the blind writes append it to their statements).
+func recordClaim(ctx context.Context, q Querier, account, column, id string) error {
+	if st, ok := claimedStmt(ctx, account, column, id); ok {
+		return execStmts(ctx, q, nil, []Stmt{st})
+	}
+	return nil
+}
