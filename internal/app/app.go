@@ -71,7 +71,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		err = &config.Error{Msg: fmt.Sprintf("unknown command %q (commands: serve, account create, keys rotate, keys retire, migrate, version, help)", cmd)}
 	}
-	return exitCode(err, stderr)
+	return exitCode(err, stdout, stderr)
 }
 
 // splitArgs separates the flags of args (each with its value) from the
@@ -112,14 +112,16 @@ func splitArgs(args []string) (flags, words []string) {
 	return flags, words
 }
 
-func exitCode(err error, stderr io.Writer) int {
+func exitCode(err error, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
 	var he *config.HelpError
 	if errors.As(err, &he) {
-		fmt.Fprint(stderr, usage+"\nflags:\n"+he.Usage)
-		return 2
+		// Asked for, so not an error: on stdout, exit 0, as flag's own
+		// ExitOnError does for -h.
+		fmt.Fprint(stdout, usage+"\nflags:\n"+he.Usage)
+		return 0
 	}
 	var ce *config.Error
 	if errors.As(err, &ce) {

@@ -340,6 +340,24 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// -h and --help on any command print its flags on stdout and exit 0, like
+// flag's own ExitOnError; they start nothing.
+func TestHelp(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"serve", "--help"}, {"serve", "-h"}, {"migrate", "--help"},
+		{"account", "create", "--help"}, {"keys", "rotate", "--help"},
+	} {
+		code, out, errOut := cliRun(t, map[string]string{"SWITCHYARD_DATA_DIR": dir}, args...)
+		if code != 0 || errOut != "" || !strings.HasPrefix(out, "usage: switchyard") || !strings.Contains(out, "-data-dir") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(sqlite.Path(dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("help opened the store: %v", err)
+	}
+}
+
 func TestMigrate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "fresh")
 	for i := range 2 { // idempotent

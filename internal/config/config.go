@@ -33,7 +33,8 @@ type Config struct {
 	GroupCommit bool
 }
 
-// HelpError asks for the flags' description (exit code 2, like flag's own -h).
+// HelpError asks for the flags' description (-h, --help): printed on
+// stdout with exit code 0, as flag's own ExitOnError does.
 type HelpError struct{ Usage string }
 
 func (e *HelpError) Error() string { return e.Usage }
