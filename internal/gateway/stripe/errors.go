@@ -8,6 +8,7 @@ import (
 
 	"switchyard/internal/errs"
 	"switchyard/internal/gateway"
+	"switchyard/internal/vault"
 )
 
 // apiError is the "error" object of a Stripe error answer (and a
@@ -131,7 +132,9 @@ func mapError(op string, status int, e apiError) *errs.Error {
 	if gw == "" {
 		gw = fmt.Sprintf("http_%d", status)
 	}
-	desc := e.Message
+	// Stripe's message is passed on (spec §4.3), but never a card number
+	// in it, should one come back (spec §1.9).
+	desc := vault.RedactCardNumbers(e.Message)
 	if desc == "" {
 		desc = http.StatusText(status)
 	}

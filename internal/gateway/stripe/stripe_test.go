@@ -360,6 +360,17 @@ func TestHTTPErrors(t *testing.T) {
 	if strings.Contains(err.Error(), bad.Key) {
 		t.Errorf("error text shows the key: %v", err)
 	}
+	// A message that echoes the card number (a misbehaving gateway or
+	// proxy): the decline passed on never carries it (spec §1.9).
+	f.on("POST /v1/payment_intents", injection{status: 402, body: `{"error":{"type":"card_error","code":"card_declined",` +
+		`"message":"declined: card%5Bnumber%5D=4242424242424242&card%5Bcvc%5D=123 (4242 4242 4242 4242)"}}`})
+	_, err = c.Charge(t.Context(), chargeReq("eeeeeeeeeeeeeeeeeeeeeeee", visaOK, true))
+	if _, d := decl(t, err); d.GatewayDescription != "declined: card%5Bnumber%5D=[redacted]&card%5Bcvc%5D=123 ([redacted])" {
+		t.Errorf("echoed card number: description %q", d.GatewayDescription)
+	}
+	if strings.Contains(err.Error(), "4242424242424242") {
+		t.Errorf("error text shows the card number: %v", err)
+	}
 	// A request Stripe refuses as malformed (unsupported currency).
 	req := chargeReq("dddddddddddddddddddddddd", visaOK, true)
 	req.Currency = "XXX"
