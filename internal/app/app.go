@@ -65,7 +65,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "migrate":
 		err = migrateCmd(ctx, args, getenv, stdout)
 	case "version":
-		fmt.Fprintln(stdout, "switchyard", Version)
+		err = version(args, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -110,6 +110,23 @@ func splitArgs(args []string) (flags, words []string) {
 		}
 	}
 	return flags, words
+}
+
+// version prints the version; it takes no flags and no arguments.
+func version(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return &config.HelpError{Usage: "  (none)\n"}
+		}
+		return &config.Error{Msg: err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &config.Error{Msg: fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	fmt.Fprintln(stdout, "switchyard", Version)
+	return nil
 }
 
 func exitCode(err error, stdout, stderr io.Writer) int {
@@ -163,13 +180,16 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	if err != nil {
 		return nil, nil, err
 	}
-	ring, err := loadRing(cfg, getenv, log)
+	ring, devKey, err := loadRing(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	var eng store.Engine
 	if cfg.DatabaseURL != "" {
 		eng, err = postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{MaxConns: cfg.DBMaxConns, OnCommit: onCommit})
+		if errors.Is(err, postgres.ErrURL) { // a bad value, not a store that cannot be opened
+			return nil, nil, &config.Error{Msg: "invalid --database-url: " + oneLine(err)}
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("open PostgreSQL store: %s", oneLine(err))
 		}
@@ -183,6 +203,18 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 	if err := CheckKeys(ctx, st, ring); err != nil {
 		eng.Close()
 		return nil, nil, err
+	}
+	if devKey != nil {
+		// Saved only once it is known to open the data: a start refused
+		// for its keys leaves nothing behind (spec §11).
+		if ring, err = devKey.save(); err == nil {
+			err = CheckKeys(ctx, st, ring) // another process saved its key first
+		}
+		if err != nil {
+			eng.Close()
+			return nil, nil, err
+		}
+		log.Warn("using the development master key beside the data; set --master-key-file or SWITCHYARD_MASTER_KEY in production", "path", devKey.path)
 	}
 	return &env{cfg: cfg, log: log, eng: eng, store: st, ring: ring, now: time.Now}, rest, nil
 }
@@ -205,59 +237,101 @@ func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// loadRing finds the master keys by the precedence of spec §11.
-func loadRing(cfg config.Config, getenv func(string) string, log *slog.Logger) (*keyring.Ring, error) {
+// loadRing finds the master keys by the precedence of spec §11. On the
+// embedded default it also returns the development key file's handle: its
+// key is generated in memory when the file is missing, and written only by
+// save, once the caller has checked it against the data.
+func loadRing(cfg config.Config) (*keyring.Ring, *devKeyFile, error) {
 	switch {
 	case cfg.MasterKeyFile != "":
 		b, err := os.ReadFile(cfg.MasterKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("read master key file: %w", err)
+			return nil, nil, fmt.Errorf("read master key file: %w", err)
 		}
 		r, err := keyring.ParseMaterial(string(b))
 		if err != nil {
-			return nil, fmt.Errorf("master key file %s: %w", cfg.MasterKeyFile, err)
+			return nil, nil, &config.Error{Msg: fmt.Sprintf("invalid master key file %s: %v", cfg.MasterKeyFile, err)}
 		}
-		return r, nil
+		return r, nil, nil
 	case cfg.MasterKey != "":
 		r, err := keyring.ParseMaterial(cfg.MasterKey)
 		if err != nil {
-			return nil, fmt.Errorf("SWITCHYARD_MASTER_KEY: %w", err)
+			return nil, nil, &config.Error{Msg: fmt.Sprintf("invalid SWITCHYARD_MASTER_KEY: %v", err)}
 		}
-		return r, nil
+		return r, nil, nil
 	case cfg.DatabaseURL != "":
-		return nil, errors.New("no master key configured: with --database-url set --master-key-file or SWITCHYARD_MASTER_KEY")
+		return nil, nil, errors.New("no master key configured: with --database-url set --master-key-file or SWITCHYARD_MASTER_KEY")
 	}
-	path := filepath.Join(cfg.DataDir, "master.key")
-	b, err := os.ReadFile(path)
+	k := &devKeyFile{path: filepath.Join(cfg.DataDir, "master.key")}
+	b, err := os.ReadFile(k.path)
 	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data dir: %w", err)
+		if k.entry, err = keyring.NewEntry(1); err != nil {
+			return nil, nil, err
 		}
-		entry, err := keyring.NewEntry(1)
-		if err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", path, err)
-		}
-		if _, err := f.WriteString(entry + "\n"); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("write %s: %w", path, err)
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		b = []byte(entry)
+		b = []byte(k.entry)
 	} else if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read %s: %w", k.path, err)
+	} else if err := os.Chmod(k.path, 0o600); err != nil {
+		// A copied or restored key file must not stay readable by others.
+		return nil, nil, fmt.Errorf("restrict %s: %w", k.path, err)
 	}
-	log.Warn("using the development master key beside the data; set --master-key-file or SWITCHYARD_MASTER_KEY in production", "path", path)
 	r, err := keyring.ParseMaterial(string(b))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", k.path, err)
+	}
+	return r, k, nil
+}
+
+// devKeyFile is <data-dir>/master.key, the embedded default's generated
+// master key. entry is set when the file is still to be written.
+type devKeyFile struct {
+	path  string
+	entry string
+}
+
+// save writes a newly generated key (owner-only, never over an existing
+// file) and returns the keys now in force: the file's own when another
+// process created it first.
+func (k *devKeyFile) save() (*keyring.Ring, error) {
+	if k.entry != "" {
+		err := writeNew(k.path, k.entry+"\n")
+		if err == nil {
+			return keyring.ParseMaterial(k.entry)
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
+	}
+	b, err := os.ReadFile(k.path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", k.path, err)
+	}
+	r, err := keyring.ParseMaterial(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", k.path, err)
 	}
 	return r, nil
+}
+
+// writeNew creates path with data, readable by this user only; it fails
+// with os.ErrExist when the file is already there.
+func writeNew(path, data string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return err
+		}
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func accountCreate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -388,6 +389,14 @@ func TestMigrate(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
+	keys := t.TempDir()
+	badKeyFile, goodKeyFile := filepath.Join(keys, "bad"), filepath.Join(keys, "good")
+	if err := os.WriteFile(badKeyFile, []byte("v1:short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(goodKeyFile, []byte("v1:"+base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args  []string
 		env   map[string]string
@@ -412,6 +421,14 @@ func TestBadFlags(t *testing.T) {
 		{nil, map[string]string{"SWITCHYARD_SIMULATOR_LATENCY": "soon"}, "SWITCHYARD_SIMULATOR_LATENCY"},
 		{nil, map[string]string{"SWITCHYARD_LOG_LEVEL": "loud"}, "log-level"},
 		{nil, map[string]string{"SWITCHYARD_DB_MAX_CONNS": "many"}, "SWITCHYARD_DB_MAX_CONNS"},
+		// Malformed key material and a database URL that does not parse are
+		// bad values too (exit 2), not a store that cannot be opened.
+		{nil, map[string]string{"SWITCHYARD_MASTER_KEY": "v0:" + strings.Repeat("A", 43) + "="}, "SWITCHYARD_MASTER_KEY"},
+		{nil, map[string]string{"SWITCHYARD_MASTER_KEY": "not a key"}, "SWITCHYARD_MASTER_KEY"},
+		{[]string{"--master-key-file", badKeyFile}, nil, "master key file"},
+		{[]string{"--database-url", "postgres://u@127.0.0.1:1/db?sslmode=bogus", "--master-key-file", goodKeyFile}, nil, "database-url"},
+		{[]string{"version", "--bogus"}, nil, "bogus"},
+		{[]string{"version", "extra"}, nil, "extra"},
 	}
 	for _, c := range cases {
 		name := strings.Join(c.args, " ")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -86,7 +85,7 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 		if err != nil {
 			return err
 		}
-		if ring, err = reloadRing(e.cfg, getenv, ring); err != nil {
+		if ring, err = reloadRing(e.cfg, ring); err != nil {
 			return err
 		}
 		if ring.Primary() != v {
@@ -209,8 +208,8 @@ func CheckKeys(ctx context.Context, st *store.Store, ring *keyring.Ring) error {
 // it: a version dropped after keys retire is used by nothing, and dropping it must not stop the
 // server from ever reloading again (the next rotation would then re-wrap under a version the
 // server does not hold).
-func reloadRing(cfg config.Config, getenv func(string) string, old *keyring.Ring) (*keyring.Ring, error) {
-	r, err := loadRing(cfg, getenv, slog.New(slog.DiscardHandler))
+func reloadRing(cfg config.Config, old *keyring.Ring) (*keyring.Ring, error) {
+	r, _, err := loadRing(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -611,6 +612,19 @@ func TestStartRefusedWhenKeysCannotOpenData(t *testing.T) {
 			}
 		})
 	}
+	// No key configured: the development key a start would generate does
+	// not open the data either, and it is not left behind (a restore that
+	// forgot --master-key-file must not gain a useless key beside the data).
+	for _, cmd := range [][]string{{"serve", "--listen", "127.0.0.1:0"}, {"keys", "rotate"}, {"migrate"}, {"account", "create", "--name", "x"}} {
+		code, out, errOut := keysRun(t, append(cmd, "--data-dir", dir)...)
+		want := "switchyard: master keys cannot open existing data: the configured v1 does not open data stored under v1 (wrong key?)\n"
+		if code != 1 || out != "" || errOut != want {
+			t.Fatalf("%s without keys: exit %d, stdout %q, stderr %q; want exit 1 and %q", cmd[0], code, out, errOut, want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "master.key")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s without keys left a master.key behind: %v", cmd[0], err)
+		}
+	}
 	// Nothing was written: the data is as it was and still opens with the right key.
 	if m := keysInUse(t, st); fmt.Sprint(m) != fmt.Sprint(usage) {
 		t.Fatalf("KeyVersionsInUse %v, was %v", m, usage)
@@ -674,4 +688,29 @@ func TestKeysRotateTwiceOnARunningServer(t *testing.T) {
 		t.Fatalf("the running server cannot use a card after two rotations: %d %v %v", code, data, err)
 	}
 	s.mustCreateVault(t)
+}
+
+// The generated master.key is owner-only when made, and made so again at
+// every start: a key file copied or restored with a looser mode must not
+// stay readable by other users (docs/security.md, file modes).
+func TestDevKeyFileIsOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "master.key")
+	for i, loosen := range []bool{false, true} {
+		if loosen {
+			if err := os.Chmod(keyFile, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code, out, errOut := keysRun(t, "migrate", "--data-dir", dir); code != 0 {
+			t.Fatalf("migrate #%d: exit %d: %s %s", i, code, out, errOut)
+		}
+		fi, err := os.Stat(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("migrate #%d: master.key mode %v, want 0600", i, fi.Mode().Perm())
+		}
+	}
 }

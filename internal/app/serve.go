@@ -84,7 +84,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	go sweep(bg, e, svc)
-	go watchKeys(bg, e, svc, getenv)
+	go watchKeys(bg, e, svc)
 	go reconcile(bg, e, svc)
 	e.log.Info("serving", "addr", ln.Addr().String(), "version", Version)
 	fmt.Fprintf(stdout, "switchyard listening on http://%s\n", ln.Addr().String())
@@ -179,7 +179,7 @@ const keyWatchInterval = 2 * time.Second
 // running server opens data re-wrapped under the new version and writes
 // with it, without a restart. A reload that would drop a version in use, or
 // cannot open existing data, is refused and logged; the old set stays.
-func watchKeys(ctx context.Context, e *env, svc *Services, getenv func(string) string) {
+func watchKeys(ctx context.Context, e *env, svc *Services) {
 	path := e.cfg.MasterKeyFile
 	if path == "" && embeddedKeyFile(e.cfg) {
 		path = filepath.Join(e.cfg.DataDir, "master.key")
@@ -208,7 +208,7 @@ func watchKeys(ctx context.Context, e *env, svc *Services, getenv func(string) s
 			continue
 		}
 		last = now
-		r, err := reloadRing(e.cfg, getenv, svc.Keys.Ring())
+		r, err := reloadRing(e.cfg, svc.Keys.Ring())
 		if err == nil {
 			err = CheckKeys(ctx, e.store, r)
 		}

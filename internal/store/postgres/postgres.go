@@ -60,6 +60,10 @@ type Engine struct {
 // across nodes starting together ("swyd-mig").
 const migrationLock int64 = 0x737779642d6d6967
 
+// ErrURL marks a database URL that does not parse: a bad value, not a
+// database that cannot be reached.
+var ErrURL = errors.New("database url")
+
 // Open connects to the database at url, checks that it answers and applies
 // the migrations not yet recorded. A database that cannot be reached fails
 // within the connect timeout.
@@ -75,7 +79,7 @@ func Open(ctx context.Context, url string, opts Options) (*Engine, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("database url: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrURL, err)
 	}
 	cfg.MaxConns = int32(opts.MaxConns)
 	if cfg.ConnConfig.ConnectTimeout == 0 {
