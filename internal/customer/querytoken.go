@@ -89,17 +89,25 @@ type PublicSource struct {
 // listing walks.
 const maxPublicCustomers = 10000
 
-// PublicSources lists the active sources of the customers a query token's
-// search matches now, ordered as that search; skip and limit apply to
-// sources.
-func (s *Service) PublicSources(ctx context.Context, account, tok string, skip, limit int) ([]PublicSource, int, error) {
+// PublicQuery is a verified query token: the search a public listing
+// (spec §7.12) runs.
+type PublicQuery struct{ c queryClaims }
+
+// OpenQueryToken verifies tok, issued for account and unexpired: the
+// listing's first parameter, checked before its skip and limit.
+func (s *Service) OpenQueryToken(ctx context.Context, account, tok string) (PublicQuery, error) {
 	if tok == "" {
-		return nil, 0, errs.Query("query_token", "query_token is required")
+		return PublicQuery{}, errs.Query("query_token", "query_token is required")
 	}
 	c, err := s.parseQueryToken(ctx, account, tok)
-	if err != nil {
-		return nil, 0, err
-	}
+	return PublicQuery{c}, err
+}
+
+// PublicSources lists the active sources of the customers the query's
+// search matches now, ordered as that search; skip and limit apply to
+// sources.
+func (s *Service) PublicSources(ctx context.Context, account string, q PublicQuery, skip, limit int) ([]PublicSource, int, error) {
+	c := q.c
 	var all []PublicSource
 	p := page.Params{Limit: page.MaxLimit, SortKey: c.SortKey, Desc: c.Desc, Archived: c.Archived}
 	for p.Skip < maxPublicCustomers {

@@ -278,11 +278,15 @@ type publicSourceJSON struct {
 }
 
 func (s *Server) publicSources(c *call) (int, any, error) {
+	q, err := s.Customers.OpenQueryToken(c.ctx, c.account.ID, c.query.Get("query_token"))
+	if err != nil {
+		return 0, nil, err
+	}
 	p, err := skipLimit(c)
 	if err != nil {
 		return 0, nil, err
 	}
-	items, n, err := s.Customers.PublicSources(c.ctx, c.account.ID, c.query.Get("query_token"), p.Skip, p.Limit)
+	items, n, err := s.Customers.PublicSources(c.ctx, c.account.ID, q, p.Skip, p.Limit)
 	if err != nil {
 		return 0, nil, err
 	}

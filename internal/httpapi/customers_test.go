@@ -2022,8 +2022,13 @@ func TestCustomerPublicSources(t *testing.T) {
 		for name, q := range map[string]string{"garbage": "abc", "tampered": tampered, "other claims": claims, "other account's": otherQT,
 			"two parts": parts[0] + "." + parts[1]} {
 			cuQueryInvalid(t, pub("?query_token="+url.QueryEscape(q)), "query_token", "query_token is invalid or expired", "payment_source")
+			// The token is the table's first parameter (§7.12): a bad
+			// skip or limit beside it does not hide it (§3.4).
+			cuQueryInvalid(t, pub("?limit=0&skip=x&query_token="+url.QueryEscape(q)), "query_token", "query_token is invalid or expired", "payment_source")
 			_ = name
 		}
+		// With a good token, the bad limit is reported.
+		cuQueryInvalid(t, pub("?limit=0&query_token="+qt), "limit", "limit must be a whole number from 1 to 1000", "payment_source")
 		// Valid for its own account.
 		if r := pub("?query_token="+otherQT, "x-user-public-key", otherPublic); r.Status != 200 {
 			t.Errorf("other account's own token: %d", r.Status)
