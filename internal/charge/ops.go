@@ -222,14 +222,22 @@ func (s *Service) conn(g gateway.Gateway) (gateway.Connector, string, error) {
 	return conn, key, err
 }
 
-// finishOp records a capture, void or refund answer. An unknown outcome
-// stays inprogress for the reconciler.
+// finishOp records a capture, void or refund answer. On an unknown outcome
+// the operation stays inprogress for the reconciler, and so does the charge
+// (spec §4.3: a timeout after the request was sent → charge inprogress):
+// its answer must not read as captured, cancelled or refunded, nor as
+// untouched, while nobody knows.
 func (s *Service) finishOp(ctx context.Context, started Charge, account, id, txnID, ext string, callErr error) (Charge, error) {
 	var decline *errs.Decline
 	if callErr != nil {
 		var e *errs.Error
 		if !errors.As(callErr, &e) || e.Decline == nil {
-			c, err := s.store.GetCharge(ctx, account, id)
+			c, err := s.store.UpdateCharge(ctx, account, id, func(c *Charge) (*Stats, error) {
+				if t := c.txn(txnID); t != nil && t.Status == TxnInProgress {
+					c.Status = InProgress // unless the reconciler was quicker
+				}
+				return nil, nil
+			})
 			if err != nil {
 				return started, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 			}
@@ -262,6 +270,9 @@ func (c *Charge) settleOp(txnID, ext string, decline *errs.Decline, now time.Tim
 	t.NextAttemptAt = time.Time{}
 	if decline != nil {
 		t.Status, t.Decline = TxnFailed, decline
+		if c.Status == InProgress { // its outcome was unknown: as it was before
+			c.Status = c.restingStatus()
+		}
 		return nil
 	}
 	switch t.Type {
@@ -386,15 +397,27 @@ func (c *Charge) settleRefund(t *Txn, ok bool, d *errs.Decline, now time.Time) *
 		t.Status, t.Decline = TxnFailed, d
 		c.Refunded -= t.Amount
 	}
-	for _, o := range c.Transactions {
-		if o.Type == RefundTxn && o.Status == TxnRequested {
-			return nil // others still settling
-		}
-	}
-	if c.Refunded == c.Captured && c.Captured > 0 {
-		c.Status = Refunded
-	} else {
-		c.Status = Complete
+	if c.Status != InProgress { // else an operation's outcome is still unknown
+		c.Status = c.restingStatus()
 	}
 	return nil
+}
+
+// restingStatus is the charge's status when no operation on it waits for
+// its outcome: pending while nothing is captured; once captured,
+// refund_requested while a refund is unconfirmed, refunded when the
+// refunds equal the captured amount, complete otherwise.
+func (c *Charge) restingStatus() string {
+	if c.Captured == 0 {
+		return Pending
+	}
+	for _, o := range c.Transactions {
+		if o.Type == RefundTxn && o.Status == TxnRequested {
+			return RefundRequested
+		}
+	}
+	if c.Refunded == c.Captured {
+		return Refunded
+	}
+	return Complete
 }

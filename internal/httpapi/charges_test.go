@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -335,6 +336,98 @@ func TestChargeUnknownOutcomeIsReconciled(t *testing.T) {
 	if d["external_id"] == nil || chTxns(d)[0] != "sale:complete:10" {
 		t.Fatalf("reconciled charge: %v", d)
 	}
+}
+
+// A capture, cancel or refund whose gateway call ends without an answer
+// (here: its client left while the Simulator was still answering) leaves
+// the charge inprogress (spec §4.3), not looking done or untouched; every
+// other operation on it is refused with §8.6's message, and the
+// reconciler settles it as the gateway has it.
+func TestChargeOperationUnknownOutcome(t *testing.T) {
+	c := &chClock{}
+	e := &chEnv{Env: apitest.New(t, apitest.Options{SimulatorLatency: 400 * time.Millisecond, Now: c.Now}), clock: c}
+	c.t = time.Now().UTC()
+	r := e.Do("POST", "/v1/customers", map[string]any{"payment_source": map[string]any{"gateway_id": e.Gateway,
+		"card_name": "Ada Lovelace", "card_number": "4111111111111111", "expire_month": 9, "expire_year": 2030}})
+	if r.Status != 201 {
+		t.Fatalf("customer: %d %s", r.Status, r.Raw)
+	}
+	e.customer = r.Data()["_id"].(string)
+	// leave sends an operation and gives up before the Simulator answers,
+	// then waits until the server has recorded the unknown outcome.
+	leave := func(method, path, id string, body any) map[string]any {
+		t.Helper()
+		var rd io.Reader // no body on a DELETE: the server never reads one
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, method, e.URL+path, rd)
+		req.Header.Set("x-user-secret-key", e.Secret)
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+			t.Fatalf("%s %s finished (%d) before the client left", method, path, res.StatusCode)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			d := e.Do("GET", "/v1/charges/"+id, nil).Data()
+			if d["status"] == "inprogress" {
+				return d
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s %s: charge %v, want inprogress", method, path, d["status"])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	refused := func(id, verb string) {
+		t.Helper()
+		for _, op := range []struct{ method, path, verb string }{
+			{"POST", "/capture", "captured"}, {"DELETE", "/capture", "cancelled"}, {"POST", "/refunds", "refunded"},
+		} {
+			r := e.Do(op.method, "/v1/charges/"+id+op.path, nil)
+			if _, msg, _, _ := r.ErrorDetails(); r.Status != 400 || msg != "charge cannot be "+op.verb+" in status inprogress" {
+				t.Errorf("%s %s while %s is unknown: %d %s", op.method, op.path, verb, r.Status, r.Raw)
+			}
+		}
+	}
+	auth := func() string {
+		return chStatus(t, e.charge(map[string]any{"amount": 30, "currency": "AUD", "customer_id": e.customer}, "?capture=false"), 201, "pending")["_id"].(string)
+	}
+
+	id := auth()
+	d := leave("POST", "/v1/charges/"+id+"/capture", id, map[string]any{"amount": "20.00"})
+	if got := chTxns(d); len(got) != 2 || got[1] != "capture:inprogress:20" || d["captured_amount"] != 0.0 {
+		t.Fatalf("unknown capture: %v captured %v", got, d["captured_amount"])
+	}
+	refused(id, "a capture")
+	e.reconcile()
+	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
+	if d["captured_amount"] != 20.0 {
+		t.Fatalf("reconciled capture: captured %v", d["captured_amount"])
+	}
+
+	id = auth()
+	leave("DELETE", "/v1/charges/"+id+"/capture", id, nil)
+	refused(id, "a cancel")
+	e.reconcile()
+	chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "cancelled")
+
+	id = chStatus(t, e.charge(map[string]any{"amount": 30, "currency": "AUD", "customer_id": e.customer}, ""), 201, "complete")["_id"].(string)
+	d = leave("POST", "/v1/charges/"+id+"/refunds", id, map[string]any{"amount": "10.00"})
+	if got := chTxns(d); len(got) != 2 || got[1] != "refund:inprogress:10" || d["refunded_amount"] != 0.0 {
+		t.Fatalf("unknown refund: %v refunded %v", got, d["refunded_amount"])
+	}
+	refused(id, "a refund")
+	e.reconcile() // accepted: requested
+	d = chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "refund_requested")
+	if d["refunded_amount"] != 10.0 {
+		t.Fatalf("reconciled refund: refunded %v", d["refunded_amount"])
+	}
+	e.reconcile() // confirmed
+	chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
 }
 
 // Readings of the spec a black-box review checked (§1.3, §3.4, §8.1, §8.6).
