@@ -561,6 +561,9 @@ func (c *Charge) settleCharge(txnID, ext string, decline *errs.Decline, now time
 	if decline != nil {
 		t.Status, t.Decline = TxnFailed, decline
 		c.Status = Failed
+		if ext != "" { // the gateway's record of the refused attempt
+			t.ExternalID, c.ExternalID = ext, ext
+		}
 		return nil
 	}
 	t.Status, t.ExternalID = TxnComplete, ext

@@ -102,3 +102,16 @@ func TestSettleRefundKeepsUnknownOperation(t *testing.T) {
 		t.Errorf("one refund failed: %s refunded %d, want complete 2000", c.Status, c.Refunded)
 	}
 }
+
+// A refused sale keeps the gateway's id of the refused attempt when the
+// gateway gave one (a Stripe PaymentIntent): external_id "once known", §8.4.
+func TestSettleChargeDeclineKeepsExternalID(t *testing.T) {
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	for _, ext := range []string{"pi_123", ""} {
+		c := Charge{Amount: 100, Status: InProgress, Transactions: []Txn{{ID: "s", Type: Sale, Status: TxnInProgress, Amount: 100}}}
+		c.settleCharge("s", ext, &errs.Decline{Code: "transaction_declined"}, now)
+		if c.Status != Failed || c.ExternalID != ext || c.Transactions[0].ExternalID != ext || c.Transactions[0].Status != TxnFailed {
+			t.Errorf("ext %q: charge %s %q, txn %s %q", ext, c.Status, c.ExternalID, c.Transactions[0].Status, c.Transactions[0].ExternalID)
+		}
+	}
+}

@@ -119,7 +119,9 @@ type OpRef struct {
 }
 
 // Mover moves money. Refusals are *errs.Error with a Decline; a call whose
-// outcome is unknown returns ErrUnknownOutcome.
+// outcome is unknown returns ErrUnknownOutcome. Charge returns the
+// gateway's id with a refusal too when the gateway keeps a record of the
+// refused attempt (a Stripe PaymentIntent).
 type Mover interface {
 	Charge(ctx context.Context, req ChargeRequest) (externalID string, err error)
 	Capture(ctx context.Context, req OpRequest) error

@@ -404,7 +404,7 @@ func (c *Connector) Charge(ctx context.Context, req gateway.ChargeRequest) (stri
 		return "", fmt.Errorf("%s: payment intent processing: %w", op, gateway.ErrUnknownOutcome)
 	}
 	if err := intentRefusal(op, pi); err != nil {
-		return "", err
+		return pi.ID, err // the refused intent is Stripe's record of the attempt
 	}
 	return pi.ID, nil
 }

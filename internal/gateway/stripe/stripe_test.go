@@ -420,8 +420,10 @@ func TestIntentStatuses(t *testing.T) {
 				t.Errorf("%s: %q, %v", tt.status, pi, err)
 			}
 		default:
-			if _, d := decl(t, err); d.Code != tt.code || d.GatewayCode != tt.gw {
-				t.Errorf("%s: decline %+v, want %s/%s", tt.status, d, tt.code, tt.gw)
+			// The refused PaymentIntent exists at Stripe: its id comes
+			// back with the refusal, for the charge's external_id (§8.4).
+			if _, d := decl(t, err); d.Code != tt.code || d.GatewayCode != tt.gw || !strings.HasPrefix(pi, "pi_") {
+				t.Errorf("%s: %q, decline %+v, want pi_… and %s/%s", tt.status, pi, d, tt.code, tt.gw)
 			}
 		}
 		l, err := c.Lookup(t.Context(), testGW, fakeKey, txn)
