@@ -335,7 +335,7 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 				return src, errs.Unfulfilledf("", "the payment source's gateway is archived")
 			}
 			src.gw, src.refToken, src.gwRef = g, cs.RefToken, cs.GatewayRef
-		} else if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, "", true); err != nil {
+		} else if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, gatewayPath, true); err != nil {
 			return src, err
 		}
 		// A source keeps working after its vault token is archived (§6.2).
@@ -355,11 +355,13 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 		if err != nil {
 			return src, err
 		}
-		gid := p.gatewayP
+		// The token's own gateway unless the body names one; its errors
+		// are reported where it came from, as on a customer (§5).
+		gid, path := p.gatewayP, gatewayPath
 		if gid == "" {
-			gid = tok.GatewayID
+			gid, path = tok.GatewayID, "token"
 		}
-		if src.gw, err = s.gatewayFor(ctx, account, gid, "", false); err != nil {
+		if src.gw, err = s.gatewayFor(ctx, account, gid, path, false); err != nil {
 			return src, err
 		}
 		src.token, src.oneOff = tok.Token, true
@@ -368,7 +370,7 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 		return src, nil
 	case p.vaultTok != "" || p.hasCard:
 		var err error
-		if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, "", false); err != nil {
+		if src.gw, err = s.gatewayFor(ctx, account, p.gatewayP, gatewayPath, false); err != nil {
 			return src, err
 		}
 		src.oneOff = true
@@ -406,10 +408,13 @@ func (s *Service) choose(ctx context.Context, account string, in Input, p plan) 
 	return src, errs.Invalidf("customer.payment_source", "a payment source is required: customer_id, payment_source_id, token or customer.payment_source")
 }
 
-// gatewayFor resolves the charge's gateway: the one named, else (for
-// gateway-less customer sources) the account's default.
-func (s *Service) gatewayFor(ctx context.Context, account, id, _ string, allowDefault bool) (gateway.Gateway, error) {
-	const path = "customer.payment_source.gateway_id"
+// gatewayPath is where a charge's gateway_id is sent.
+const gatewayPath = "customer.payment_source.gateway_id"
+
+// gatewayFor resolves the charge's gateway: the one named (its errors at
+// path, the field it came from), else (for gateway-less customer sources)
+// the account's default.
+func (s *Service) gatewayFor(ctx context.Context, account, id, path string, allowDefault bool) (gateway.Gateway, error) {
 	if id != "" {
 		return s.gateways.Active(ctx, account, id, path)
 	}
@@ -422,7 +427,7 @@ func (s *Service) gatewayFor(ctx context.Context, account, id, _ string, allowDe
 			return g, nil
 		}
 	}
-	return gateway.Gateway{}, errs.Invalidf(path, "gateway_id is required")
+	return gateway.Gateway{}, errs.Invalidf(gatewayPath, "gateway_id is required")
 }
 
 func oneOffSnap(t customer.Text, c vault.Contact) Snapshot {

@@ -430,6 +430,40 @@ func TestChargeOperationUnknownOutcome(t *testing.T) {
 	chStatus(t, e.Do("GET", "/v1/charges/"+id, nil), 200, "complete")
 }
 
+// A one-time token whose own gateway was archived since is refused at
+// "token", the field sent, as on a customer (§3.2, §5), and is not used
+// up; a gateway_id in the body is reported at its own path.
+func TestChargeTokenWithArchivedGateway(t *testing.T) {
+	e := newCH(t)
+	r := e.Do("POST", "/v1/gateways", map[string]any{"type": "Simulator", "name": "to archive"})
+	if r.Status != 201 {
+		t.Fatalf("gateway: %s", r.Raw)
+	}
+	gw := r.Data()["_id"].(string)
+	tok := vtToken(t, e.Env, map[string]any{"gateway_id": gw, "card_name": "A", "card_number": "4242424242424242", "expire_month": 12, "expire_year": 2030})
+	if r := e.Do("DELETE", "/v1/gateways/"+gw, nil); r.Status != 200 {
+		t.Fatalf("archive: %s", r.Raw)
+	}
+	before := e.counts()
+	for _, tc := range []struct {
+		body map[string]any
+		path string
+	}{
+		{map[string]any{"amount": 1, "currency": "AUD", "token": tok}, "token"},
+		{map[string]any{"amount": 1, "currency": "AUD", "token": tok, "customer": map[string]any{"payment_source": map[string]any{"gateway_id": gw}}}, "customer.payment_source.gateway_id"},
+	} {
+		r := e.charge(tc.body, "")
+		if _, _, path, msgs := r.ErrorDetails(); r.Status != 400 || path != tc.path || len(msgs) != 1 || msgs[0] != "gateway is archived" {
+			t.Errorf("%v: %d %s", tc.body, r.Status, r.Raw)
+		}
+	}
+	if after := e.counts(); after != before {
+		t.Fatalf("something was written: %v → %v", before, after)
+	}
+	// The token is still usable, on a live gateway.
+	chStatus(t, e.charge(map[string]any{"amount": 1, "currency": "AUD", "token": tok, "customer": map[string]any{"payment_source": map[string]any{"gateway_id": e.Gateway}}}, ""), 201, "complete")
+}
+
 // Readings of the spec a black-box review checked (§1.3, §3.4, §8.1, §8.6).
 func TestChargeSpecReadings(t *testing.T) {
 	e := newCH(t)
