@@ -521,7 +521,21 @@ var ErrNotRecorded = errors.New("the gateway's answer could not be recorded; the
 
 func (s *Service) settle(ctx context.Context, c Charge, txnID, ext string, callErr error) (Charge, error) {
 	if errors.Is(callErr, gateway.ErrUnknownOutcome) {
-		return c, nil
+		if ext == "" {
+			return c, nil
+		}
+		// Outcome unknown, but the gateway's id is known (a Stripe intent
+		// still processing): the charge shows it (§8.4) while it waits.
+		known, err := s.store.UpdateCharge(ctx, c.AccountID, c.ID, func(c *Charge) (*Stats, error) {
+			if t := c.txn(txnID); t != nil && t.Status == TxnInProgress && t.ExternalID == "" {
+				t.ExternalID, c.ExternalID = ext, ext
+			}
+			return nil, nil
+		})
+		if err != nil {
+			return c, nil // the reconciler finds the id too
+		}
+		return known, nil
 	}
 	var decline *errs.Decline
 	if callErr != nil {

@@ -120,8 +120,9 @@ type OpRef struct {
 
 // Mover moves money. Refusals are *errs.Error with a Decline; a call whose
 // outcome is unknown returns ErrUnknownOutcome. Charge returns the
-// gateway's id with a refusal too when the gateway keeps a record of the
-// refused attempt (a Stripe PaymentIntent).
+// gateway's id with a refusal or an unknown outcome too when the gateway
+// has a record of the attempt (a Stripe PaymentIntent refused, or still
+// processing).
 type Mover interface {
 	Charge(ctx context.Context, req ChargeRequest) (externalID string, err error)
 	Capture(ctx context.Context, req OpRequest) error

@@ -1,7 +1,11 @@
 package httpapi_test
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,5 +70,46 @@ func TestStripeChargeLifecycle(t *testing.T) {
 	want := []string{"authorization:complete:30", "capture:complete:20", "refund:complete:5.5", "refund:complete:14.5"}
 	if got := chTxns(d); len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
 		t.Fatalf("transactions %v, want %v", got, want)
+	}
+}
+
+// A Stripe intent that answers "processing" leaves the charge inprogress
+// (its outcome is not known yet) but with the intent's id as external_id
+// (§8.4, "once known"); one refused as requires_action keeps its id too.
+// A minimal stand-in answers the two calls a one-off card charge makes.
+func TestStripeIntentIDKnownBeforeOutcome(t *testing.T) {
+	var status atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/payment_methods":
+			fmt.Fprint(w, `{"id":"pm_1","object":"payment_method"}`)
+		case "/v1/payment_intents":
+			fmt.Fprintf(w, `{"id":"pi_%s","object":"payment_intent","status":%q}`, status.Load(), status.Load())
+		default:
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"error":{"type":"invalid_request_error","message":"not here"}}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	e := &chEnv{Env: apitest.New(t, apitest.Options{StripeAPIBase: srv.URL})}
+	r := e.Do("POST", "/v1/gateways", map[string]any{"type": "Stripe", "name": "Stripe AU", "mode": "test", "key": "sk_test_123"})
+	if r.Status != 201 {
+		t.Fatalf("gateway: %s", r.Raw)
+	}
+	gw := r.Data()["_id"].(string)
+	body := map[string]any{"amount": "5.00", "currency": "AUD", "customer": map[string]any{"payment_source": map[string]any{
+		"gateway_id": gw, "card_name": "A", "card_number": "4242424242424242", "expire_month": 1, "expire_year": 2030}}}
+
+	status.Store("processing")
+	d := chStatus(t, e.charge(body, ""), 201, "inprogress")
+	txn := d["transactions"].([]any)[0].(map[string]any)
+	if d["external_id"] != "pi_processing" || txn["external_id"] != "pi_processing" || txn["status"] != "inprogress" {
+		t.Fatalf("processing intent: external_id %v, transaction %v", d["external_id"], txn)
+	}
+	status.Store("requires_action")
+	r = e.charge(body, "")
+	if r.Status != 400 || r.Data()["status"] != "failed" || r.Data()["external_id"] != "pi_requires_action" {
+		t.Fatalf("refused intent: %d %s", r.Status, r.Raw)
 	}
 }

@@ -401,7 +401,7 @@ func (c *Connector) Charge(ctx context.Context, req gateway.ChargeRequest) (stri
 		return "", err
 	}
 	if pi.Status == "processing" {
-		return "", fmt.Errorf("%s: payment intent processing: %w", op, gateway.ErrUnknownOutcome)
+		return pi.ID, fmt.Errorf("%s: payment intent processing: %w", op, gateway.ErrUnknownOutcome)
 	}
 	if err := intentRefusal(op, pi); err != nil {
 		return pi.ID, err // the refused intent is Stripe's record of the attempt

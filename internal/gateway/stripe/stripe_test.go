@@ -412,8 +412,8 @@ func TestIntentStatuses(t *testing.T) {
 		pi, err := c.Charge(t.Context(), chargeReq(txn, visaOK, true))
 		switch {
 		case tt.unknown:
-			if !errors.Is(err, gateway.ErrUnknownOutcome) {
-				t.Errorf("%s: %q, %v; want unknown outcome", tt.status, pi, err)
+			if !errors.Is(err, gateway.ErrUnknownOutcome) || !strings.HasPrefix(pi, "pi_") {
+				t.Errorf("%s: %q, %v; want pi_… and an unknown outcome", tt.status, pi, err)
 			}
 		case tt.code == "":
 			if err != nil || !strings.HasPrefix(pi, "pi_") {
