@@ -178,6 +178,13 @@ func openFile(ctx context.Context, path, dir, sync string, opts Options) (*Engin
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	conn, err := w.Conn(ctx)
+	// Two processes switching a fresh file to WAL at once: SQLite refuses
+	// one at once (SQLITE_BUSY, no busy wait, which could deadlock) rather
+	// than wait; a moment later the file is in WAL mode and it opens.
+	for try := 0; err != nil && isBusy(err) && try < 50; try++ {
+		time.Sleep(20 * time.Millisecond)
+		conn, err = w.Conn(ctx)
+	}
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -441,6 +448,12 @@ func (e *Engine) Close() error {
 		}
 	}
 	return err
+}
+
+// isBusy reports SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // IsUnique implements store.Engine.
