@@ -7,6 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"switchyard/internal/app"
+	"switchyard/internal/store"
+	"switchyard/internal/store/postgres"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,5 +98,59 @@ func TestPostgresMigrateAndTwoNodes(t *testing.T) {
 		if code := s.stop(t); code != 0 {
 			t.Errorf("stop: %d\n%s", code, s.stderr)
 		}
+	}
+}
+
+// Nodes starting together on an empty database make one sandbox account
+// between them, not one each (spec §11: the first start makes it): each
+// node here is its own engine and pool on one database, all at once.
+func TestSandboxOnceAcrossNodes(t *testing.T) {
+	pgtest.Require(t)
+	db := pgtest.NewDatabase(t)
+	entry, err := keyring.NewEntry(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.ParseMaterial(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nodes = 6
+	var wg sync.WaitGroup
+	made := make([][]string, nodes)
+	errs := make([]error, nodes)
+	var last *store.Store
+	start := make(chan struct{})
+	for i := range nodes {
+		eng, err := postgres.Open(t.Context(), db, postgres.Options{MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { eng.Close() })
+		st := store.New(eng)
+		last = st
+		svc := app.NewServices(st, ring, time.Now, app.Options{})
+		wg.Go(func() {
+			<-start // all at once
+			made[i], errs[i] = app.Sandbox(t.Context(), svc)
+		})
+	}
+	close(start)
+	wg.Wait()
+	printed := 0
+	for i := range nodes {
+		if errs[i] != nil {
+			t.Fatalf("node %d: %v", i, errs[i])
+		}
+		if len(made[i]) > 0 {
+			printed++
+		}
+	}
+	n, err := last.CountAccounts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if printed != 1 || n != 1 {
+		t.Fatalf("%d nodes printed sandbox keys and %d accounts exist, want 1 and 1", printed, n)
 	}
 }

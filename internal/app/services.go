@@ -78,18 +78,24 @@ func (s *Services) Deps(log *slog.Logger) httpapi.Deps {
 // Sandbox creates the first account and its default Simulator gateway,
 // named Sandbox, on an empty store and returns the lines to print (spec
 // §11); nothing when an account exists.
-func Sandbox(ctx context.Context, s *Services) ([]string, error) {
-	n, err := s.Auth.Count(ctx)
-	if err != nil || n > 0 {
-		return nil, err
-	}
-	a, keys, err := s.Auth.Create(ctx, "Sandbox")
-	if err != nil {
-		return nil, err
-	}
-	g, err := s.Gateways.Create(ctx, a.ID, gateway.Input{Type: gateway.Simulator, Name: "Sandbox", Default: true, DefaultSet: true})
-	if err != nil {
-		return nil, err
-	}
-	return []string{"secret key: " + keys.Secret, "public key: " + keys.Public, "gateway id: " + g.ID}, nil
+func Sandbox(ctx context.Context, s *Services) (lines []string, err error) {
+	// Nodes starting together on an empty database: one makes it, the
+	// others then find an account (spec §11: the first start).
+	err = s.Store.Exclusive(ctx, "sandbox", func() error {
+		n, err := s.Auth.Count(ctx)
+		if err != nil || n > 0 {
+			return err
+		}
+		a, keys, err := s.Auth.Create(ctx, "Sandbox")
+		if err != nil {
+			return err
+		}
+		g, err := s.Gateways.Create(ctx, a.ID, gateway.Input{Type: gateway.Simulator, Name: "Sandbox", Default: true, DefaultSet: true})
+		if err != nil {
+			return err
+		}
+		lines = []string{"secret key: " + keys.Secret, "public key: " + keys.Public, "gateway id: " + g.ID}
+		return nil
+	})
+	return lines, err
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
 
 	"switchyard/internal/errs"
 )
@@ -39,6 +40,29 @@ type Engine interface {
 type Stmt struct {
 	SQL  string
 	Args []any
+}
+
+// Serializer is an engine shared by several processes that can run a
+// piece of work in one of them at a time (PostgreSQL: an advisory lock).
+type Serializer interface {
+	Exclusive(ctx context.Context, name string, fn func() error) error
+}
+
+// exclusive serialises Exclusive within this process, for engines that are
+// not Serializers (the embedded file belongs to one server process).
+var exclusive sync.Mutex
+
+// Exclusive runs fn while no other caller runs one under the same name:
+// across nodes where the engine is a Serializer, else within the process.
+// Work that must happen once however many nodes start together (making
+// the first account) checks and acts inside it.
+func (s *Store) Exclusive(ctx context.Context, name string, fn func() error) error {
+	if x, ok := s.eng.(Serializer); ok {
+		return x.Exclusive(ctx, name, fn)
+	}
+	exclusive.Lock()
+	defer exclusive.Unlock()
+	return fn()
 }
 
 // Batcher is an engine that can run a blind write, a transaction of Stmts

@@ -15,6 +15,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -54,6 +55,7 @@ type Engine struct {
 	pool *pgxpool.Pool
 	db   *sql.DB
 	opts Options
+	conn *pgx.ConnConfig // for connections of its own (Exclusive)
 }
 
 // migrationLock is the pg_advisory_lock key that serialises migrations
@@ -92,7 +94,7 @@ func Open(ctx context.Context, url string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database pool: %w", err)
 	}
-	return &Engine{pool: pool, db: stdlib.OpenDBFromPool(pool), opts: opts}, nil
+	return &Engine{pool: pool, db: stdlib.OpenDBFromPool(pool), opts: opts, conn: cfg.ConnConfig}, nil
 }
 
 // Reader implements store.Engine. Reads outside a write transaction see
@@ -302,6 +304,23 @@ func IsUnavailable(err error) bool {
 // schema_migrations, on one dedicated session holding pg_advisory_lock, so
 // nodes starting together apply each migration exactly once. Closing the
 // session releases the lock whatever happened.
+// Exclusive implements store.Serializer: fn runs while this process holds
+// the advisory lock named by name, on a connection of its own, so fn's
+// work on the pool cannot wait for the lock's connection.
+func (e *Engine) Exclusive(ctx context.Context, name string, fn func() error) error {
+	conn, err := pgx.ConnectConfig(ctx, e.conn)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background()) // ends the session: the lock goes with it
+	h := fnv.New64a()
+	h.Write([]byte("switchyard:" + name))
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(h.Sum64())); err != nil {
+		return fmt.Errorf("lock %s: %w", name, err)
+	}
+	return fn()
+}
+
 func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
