@@ -200,7 +200,7 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 		}
 	}
 	st := store.New(eng)
-	if err := CheckKeys(ctx, st, ring); err != nil {
+	if err := StartKeys(ctx, st, ring); err != nil {
 		eng.Close()
 		return nil, nil, err
 	}

@@ -167,6 +167,24 @@ func keysRetire(ctx context.Context, v int, args []string, getenv func(string) s
 // version that stored sealed values use must be configured, and must open a sample of them (a
 // replaced key file with the same version numbers fails here too). It only reads.
 func CheckKeys(ctx context.Context, st *store.Store, ring *keyring.Ring) error {
+	return checkKeys(ctx, st, ring)
+}
+
+// StartKeys is CheckKeys at a start: once the keys open what is there, the store's key check value
+// is made if it has none yet, and checked again, so nodes starting together on an empty store with
+// different keys cannot both start (the second finds the first one's value and cannot open it).
+// Nothing is written unless the keys open everything stored.
+func StartKeys(ctx context.Context, st *store.Store, ring *keyring.Ring) error {
+	if err := checkKeys(ctx, st, ring); err != nil {
+		return err
+	}
+	if err := st.KeyCheck(ctx, ring); err != nil {
+		return fmt.Errorf("check master keys: %w", err)
+	}
+	return checkKeys(ctx, st, ring)
+}
+
+func checkKeys(ctx context.Context, st *store.Store, ring *keyring.Ring) error {
 	versions, err := st.KeyVersionsPresent(ctx)
 	if err != nil {
 		return fmt.Errorf("check master keys: %w", err)

@@ -331,8 +331,8 @@ func TestKeysRotateEmbeddedDefault(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("keys rotate exited %d: %s", code, errOut)
 	}
-	// The fingerprint secret, the Stripe key and the card.
-	if want := "rewrapped 3 (total 3)\nrotated 3 records to v2\n"; out != want {
+	// The store's key check value, the fingerprint secret, the Stripe key and the card.
+	if want := "rewrapped 4 (total 4)\nrotated 4 records to v2\n"; out != want {
 		t.Fatalf("keys rotate printed %q, want %q", out, want)
 	}
 	if !strings.Contains(errOut, "added v2 to "+filepath.Join(dir, "master.key")) {
@@ -358,8 +358,8 @@ func TestKeysRotateEmbeddedDefault(t *testing.T) {
 		t.Fatalf("master.key versions %s", got)
 	}
 	st := keysOpenStore(t, dir)
-	if m := keysInUse(t, st); len(m) != 1 || m[2] != 3 {
-		t.Fatalf("KeyVersionsInUse = %v, want map[2:3]", m)
+	if m := keysInUse(t, st); len(m) != 1 || m[2] != 4 { // with the store's key check value
+		t.Fatalf("KeyVersionsInUse = %v, want map[2:4]", m)
 	}
 	// Nothing is left under v1: the ring without it opens the card and the gateway key.
 	v2only, err := keyring.ParseMaterial(strings.Split(strings.TrimSpace(string(keysMust(os.ReadFile(keyFile)))), "\n")[1])
@@ -509,8 +509,8 @@ func TestKeysRotateUnderLoad(t *testing.T) {
 	if errOut != "" {
 		t.Errorf("keys rotate stderr: %q", errOut)
 	}
-	// The seeded cards and the fingerprint secret were under v1.
-	if want := fmt.Sprintf("rotated %d records to v2\n", seeded+1); !strings.HasSuffix(out, want) || !strings.HasPrefix(out, "rewrapped 501 (total 501)\n") {
+	// The seeded cards, the fingerprint secret and the store's key check value were under v1.
+	if want := fmt.Sprintf("rotated %d records to v2\n", seeded+2); !strings.HasSuffix(out, want) || !strings.HasPrefix(out, "rewrapped 502 (total 502)\n") {
 		t.Fatalf("keys rotate printed %q, want … %q", out, want)
 	}
 	t.Logf("%d records created in total, %d while keys rotate ran", len(recs), duringRotate)
@@ -526,8 +526,9 @@ func TestKeysRotateUnderLoad(t *testing.T) {
 		}
 	}
 	st := keysOpenStore(t, dir)
-	if m := keysInUse(t, st); len(m) != 1 || m[2] != len(recs)+1 {
-		t.Fatalf("KeyVersionsInUse = %v, want map[2:%d]", m, len(recs)+1)
+	// The cards, the fingerprint secret and the store's key check value.
+	if m := keysInUse(t, st); len(m) != 1 || m[2] != len(recs)+2 {
+		t.Fatalf("KeyVersionsInUse = %v, want map[2:%d]", m, len(recs)+2)
 	}
 	keysOpensAll(t, st, keysMust(keyring.ParseMaterial(e2)), recs...)
 }
@@ -554,7 +555,8 @@ func TestKeysRetire(t *testing.T) {
 	}
 	refused("v1", "cannot retire v1: it is the primary master-key version (add v2, run keys rotate, then retire v1)")
 	keysWriteFile(t, keyFile, e1+"\n"+e2+"\n")
-	refused("v1", "cannot retire v1: 2 stored values still use it; run switchyard keys rotate first")
+	// The key check value is one of them.
+	refused("v1", "cannot retire v1: 3 stored values still use it; run switchyard keys rotate first")
 	refused("v2", "cannot retire v2: it is the primary master-key version (add v3, run keys rotate, then retire v2)")
 	refused("v3", "cannot retire v3: the newest configured version is v2")
 	for _, bad := range []string{"1", "v0", "v01", "vx", "--data-dir"} {
@@ -566,7 +568,7 @@ func TestKeysRetire(t *testing.T) {
 		t.Errorf("keys without a subcommand: exit %d", code)
 	}
 
-	if code, out, errOut := keysRun(t, append([]string{"keys", "rotate"}, flags...)...); code != 0 || out != "rewrapped 2 (total 2)\nrotated 2 records to v2\n" {
+	if code, out, errOut := keysRun(t, append([]string{"keys", "rotate"}, flags...)...); code != 0 || out != "rewrapped 3 (total 3)\nrotated 3 records to v2\n" {
 		t.Fatalf("rotate: %d %q %q", code, out, errOut)
 	}
 	if b := keysMust(os.ReadFile(keyFile)); string(b) != e1+"\n"+e2+"\n" {
@@ -611,6 +613,18 @@ func TestStartRefusedWhenKeysCannotOpenData(t *testing.T) {
 				t.Fatal("the key file was changed")
 			}
 		})
+	}
+	// A store that holds no card yet still refuses other keys: its key
+	// check value was made under the first start's keys.
+	fresh := t.TempDir()
+	if code, out, errOut := keysRun(t, "migrate", "--data-dir", fresh, "--master-key-file", keyFile); code != 0 {
+		t.Fatalf("migrate: %d %s %s", code, out, errOut)
+	}
+	other := filepath.Join(t.TempDir(), "keys")
+	keysWriteFile(t, other, keysEntry(t, 1)+"\n")
+	if code, _, errOut := keysRun(t, "migrate", "--data-dir", fresh, "--master-key-file", other); code != 1 ||
+		errOut != "switchyard: master keys cannot open existing data: the configured v1 does not open data stored under v1 (wrong key?)\n" {
+		t.Fatalf("other keys on a store without cards: exit %d, stderr %q", code, errOut)
 	}
 	// No key configured: the development key a start would generate does
 	// not open the data either, and it is not left behind (a restore that

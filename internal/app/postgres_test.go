@@ -154,3 +154,50 @@ func TestSandboxOnceAcrossNodes(t *testing.T) {
 		t.Fatalf("%d nodes printed sandbox keys and %d accounts exist, want 1 and 1", printed, n)
 	}
 }
+
+// Nodes with different master keys starting together on an empty database:
+// with nothing sealed yet, each passed the key check and then wrote data
+// the other could not open. The store's key check value, made by the first
+// and checked by every start, lets exactly one of them start.
+func TestDifferentKeysStartingTogether(t *testing.T) {
+	pgtest.Require(t)
+	db := pgtest.NewDatabase(t)
+	const nodes = 4
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	start := make(chan struct{})
+	for i := range nodes {
+		entry, err := keyring.NewEntry(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ring, err := keyring.ParseMaterial(entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := postgres.Open(t.Context(), db, postgres.Options{MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { eng.Close() })
+		st := store.New(eng)
+		wg.Go(func() {
+			<-start
+			errs[i] = app.StartKeys(t.Context(), st, ring)
+		})
+	}
+	close(start)
+	wg.Wait()
+	started := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			started++
+		case !strings.Contains(err.Error(), "master keys cannot open existing data"):
+			t.Errorf("node %d: %v", i, err)
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d nodes started with keys of their own, want 1: %v", started, errs)
+	}
+}

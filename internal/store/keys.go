@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"fmt"
 	"slices"
@@ -22,6 +23,7 @@ type sealedTable struct {
 }
 
 var sealedTables = []sealedTable{
+	{name: "key_check", purpose: "key-check", id: "purpose", blob: "sealed"},
 	{name: "account_secrets", purpose: "account-secret", id: "purpose", blob: "sealed"},
 	{name: "gateways", purpose: "gateway", id: "id", blob: "credentials"},
 	{name: "vault_records", purpose: "card", id: "token", blob: "sealed"},
@@ -267,4 +269,28 @@ func (s *Store) RetiredKeyVersions(ctx context.Context) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, s.wrap("store.RetiredKeyVersions", rows.Err())
+}
+
+// KeyCheck makes sure the store holds its key check value: random bytes
+// sealed under ring's primary version when none is there yet (inserted
+// only if still absent, so nodes starting together keep the first one).
+// Whether ring opens the one stored is the caller's check to make, with
+// SealedSamples like any sealed value; key rotation re-wraps it.
+func (s *Store) KeyCheck(ctx context.Context, ring *keyring.Ring) error {
+	var n int
+	if err := s.eng.Reader().QueryRowContext(ctx, `SELECT count(*) FROM key_check`).Scan(&n); err != nil || n > 0 {
+		return s.wrap("store.KeyCheck", err)
+	}
+	value := make([]byte, 32)
+	if _, err := rand.Read(value); err != nil {
+		return s.wrap("store.KeyCheck", err)
+	}
+	sealed, err := ring.Seal(value, keyring.AAD("key-check", "", "key-check"))
+	if err != nil {
+		return s.wrap("store.KeyCheck", err)
+	}
+	_, err = writeStmts(ctx, s.eng, Stmt{`INSERT INTO key_check (account_id, purpose, sealed, key_version, created_at)
+		VALUES ('', 'key-check', $1, $2, $3) ON CONFLICT (account_id, purpose) DO NOTHING`,
+		[]any{sealed.Marshal(), sealed.KeyVersion, time.Now().UnixMilli()}})
+	return s.wrap("store.KeyCheck", err)
 }
