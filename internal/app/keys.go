@@ -181,6 +181,9 @@ func StartKeys(ctx context.Context, st *store.Store, ring *keyring.Ring) error {
 	if err := st.KeyCheck(ctx, ring); err != nil {
 		return fmt.Errorf("check master keys: %w", err)
 	}
+	// Always again, even when KeyCheck found a value there: another node
+	// may have stored it after the first check ran (measured: skipping it
+	// then let two nodes with different keys start).
 	return checkKeys(ctx, st, ring)
 }
 

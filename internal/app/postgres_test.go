@@ -101,42 +101,48 @@ func TestPostgresMigrateAndTwoNodes(t *testing.T) {
 	}
 }
 
-// Nodes starting together on an empty database make one sandbox account
-// between them, not one each (spec §11: the first start makes it): each
-// node here is its own engine and pool on one database, all at once.
-func TestSandboxOnceAcrossNodes(t *testing.T) {
-	pgtest.Require(t)
-	db := pgtest.NewDatabase(t)
-	entry, err := keyring.NewEntry(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.ParseMaterial(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const nodes = 6
-	var wg sync.WaitGroup
-	made := make([][]string, nodes)
-	errs := make([]error, nodes)
-	var last *store.Store
-	start := make(chan struct{})
-	for i := range nodes {
+// pgNodes opens n stores on the database db, each its own engine and
+// pool: n nodes, as far as the database can tell.
+func pgNodes(t *testing.T, db string, n int) []*store.Store {
+	t.Helper()
+	out := make([]*store.Store, n)
+	for i := range out {
 		eng, err := postgres.Open(t.Context(), db, postgres.Options{MaxConns: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { eng.Close() })
-		st := store.New(eng)
-		last = st
-		svc := app.NewServices(st, ring, time.Now, app.Options{})
+		out[i] = store.New(eng)
+	}
+	return out
+}
+
+// atOnce runs fn(i) for each node index in its own goroutine, all released
+// together, and waits for them.
+func atOnce(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
 		wg.Go(func() {
-			<-start // all at once
-			made[i], errs[i] = app.Sandbox(t.Context(), svc)
+			<-start
+			fn(i)
 		})
 	}
 	close(start)
 	wg.Wait()
+}
+
+// Nodes starting together on an empty database make one sandbox account
+// between them, not one each (spec §11: the first start makes it).
+func TestSandboxOnceAcrossNodes(t *testing.T) {
+	pgtest.Require(t)
+	nodes := pgNodes(t, pgtest.NewDatabase(t), 6)
+	ring := keysMust(keyring.ParseMaterial(keysEntry(t, 1)))
+	made := make([][]string, len(nodes))
+	errs := make([]error, len(nodes))
+	atOnce(len(nodes), func(i int) {
+		made[i], errs[i] = app.Sandbox(t.Context(), app.NewServices(nodes[i], ring, time.Now, app.Options{}))
+	})
 	printed := 0
 	for i := range nodes {
 		if errs[i] != nil {
@@ -146,7 +152,7 @@ func TestSandboxOnceAcrossNodes(t *testing.T) {
 			printed++
 		}
 	}
-	n, err := last.CountAccounts(t.Context())
+	n, err := nodes[0].CountAccounts(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,33 +167,13 @@ func TestSandboxOnceAcrossNodes(t *testing.T) {
 // and checked by every start, lets exactly one of them start.
 func TestDifferentKeysStartingTogether(t *testing.T) {
 	pgtest.Require(t)
-	db := pgtest.NewDatabase(t)
-	const nodes = 4
-	var wg sync.WaitGroup
-	errs := make([]error, nodes)
-	start := make(chan struct{})
-	for i := range nodes {
-		entry, err := keyring.NewEntry(1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ring, err := keyring.ParseMaterial(entry)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := postgres.Open(t.Context(), db, postgres.Options{MaxConns: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { eng.Close() })
-		st := store.New(eng)
-		wg.Go(func() {
-			<-start
-			errs[i] = app.StartKeys(t.Context(), st, ring)
-		})
+	nodes := pgNodes(t, pgtest.NewDatabase(t), 4)
+	rings := make([]*keyring.Ring, len(nodes))
+	for i := range rings { // a key of its own for each node
+		rings[i] = keysMust(keyring.ParseMaterial(keysEntry(t, 1)))
 	}
-	close(start)
-	wg.Wait()
+	errs := make([]error, len(nodes))
+	atOnce(len(nodes), func(i int) { errs[i] = app.StartKeys(t.Context(), nodes[i], rings[i]) })
 	started := 0
 	for i, err := range errs {
 		switch {
