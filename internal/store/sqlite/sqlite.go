@@ -21,6 +21,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"switchyard/internal/store"
+	"switchyard/internal/store/sqlite/walvfs"
 )
 
 //go:embed migrations/*.sql ledger_migrations/*.sql
@@ -89,6 +90,17 @@ func dsn(path string, readOnly bool, sync string) string {
 		q = append(q, "_txlock=immediate", "_pragma=wal_autocheckpoint(4000)")
 	}
 	return "file:" + path + "?" + strings.Join(q, "&")
+}
+
+// writerDSN is the writer connection's DSN. With synchronous=FULL its WAL
+// writes go through walvfs, which gathers a commit's frames into one write
+// (walvfs is only safe where every commit syncs).
+func writerDSN(path, sync string) string {
+	d := dsn(path, false, sync)
+	if sync == "FULL" && walvfs.Register() == nil {
+		d += "&vfs=" + walvfs.Name
+	}
+	return d
 }
 
 // checkpointEvery is how often the background connection checkpoints.
@@ -170,7 +182,7 @@ func (e *Engine) LedgerEngine() store.Engine { return e.ledger }
 // openFile opens one database file with its writer, read pool and
 // checkpointer, and applies the migrations in dir.
 func openFile(ctx context.Context, path, dir, sync string, opts Options) (*Engine, error) {
-	w, err := sql.Open("sqlite", dsn(path, false, sync))
+	w, err := sql.Open("sqlite", writerDSN(path, sync))
 	if err != nil {
 		return nil, err
 	}

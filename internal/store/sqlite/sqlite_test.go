@@ -23,6 +23,7 @@ import (
 	"switchyard/internal/page"
 	"switchyard/internal/paydock"
 	"switchyard/internal/store"
+	"switchyard/internal/store/sqlite/walvfs"
 	"switchyard/internal/store/storetest"
 )
 
@@ -799,6 +800,41 @@ func TestLedgerFile(t *testing.T) {
 		if err != nil || ok != tc.found || e.Amount != tc.amount {
 			t.Errorf("LookupLedger(%s, %s) = %+v, %v, %v; want found %v amount %d", tc.account, tc.txn, e, ok, err, tc.found, tc.amount)
 		}
+	}
+}
+
+// The main file's writer gathers its WAL writes through walvfs; the
+// ledger, which commits without a sync (synchronous=NORMAL), must not: a
+// frame published without a sync could still be in walvfs's buffer when
+// a reader on another connection looks for it.
+func TestWALWritesGathered(t *testing.T) {
+	ctx := context.Background()
+	eng := openEngine(t, t.TempDir(), Options{GroupCommit: true})
+	st := store.New(eng)
+	before := walvfs.Writes()
+	if err := eng.Write(ctx, func(q store.Querier) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO simulator_ledger (txn_id, account_id, kind, amount, currency, external_id, succeeded, decline_code, created_at)
+			VALUES ('txn-main', 'acc', 'sale', 500, 'AUD', 'sim_ch_0', 1, '', 0)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if walvfs.Writes() == before {
+		t.Error("a commit of the main file did not go through walvfs")
+	}
+	if n := walvfs.Pending(); n != 0 {
+		t.Errorf("after a commit of the main file walvfs still holds %d bytes", n)
+	}
+	before = walvfs.Writes()
+	entry := simulator.Entry{TxnID: "txn-ledger", AccountID: "acc", Kind: "sale", Amount: 1, Currency: "AUD", ExternalID: "sim_ch_1", Succeeded: true, CreatedAt: time.Now()}
+	if _, err := st.RecordLedger(ctx, entry); err != nil {
+		t.Fatal(err)
+	}
+	if n := walvfs.Writes() - before; n != 0 {
+		t.Errorf("a ledger commit made %d writes through walvfs, want 0", n)
+	}
+	if n := walvfs.Pending(); n != 0 {
+		t.Errorf("after a ledger commit walvfs holds %d bytes back", n)
 	}
 }
 
