@@ -19,6 +19,24 @@
 // descriptors could read frames still in this buffer; Name must not be used
 // there. A crash loses what the buffer held, which is what it loses without
 // it: an unsynced transaction is not committed.
+//
+// Three more rules keep it equal to unix:
+//   - A database without powersafe overwrite (psow=0) keeps a plain WAL:
+//     SQLite then pads a commit to a sector boundary, writes the end of
+//     its last frame after the sync (walWriteToLog), and publishes it.
+//   - When the connection releases the WAL write lock, whatever is still
+//     held is dropped: only frames no commit has synced can be left then
+//     (a transaction that spilled its cache and rolled back), and another
+//     writer may write the same offsets next. So the main database file is
+//     wrapped too, to see the lock (xShmLock); the two files of one
+//     connection are matched by the connection's libc.TLS and the WAL's
+//     name, and a WAL whose database file is not wrapped is left alone.
+//   - A failed write-out fails every later call on the file with
+//     SQLITE_IOERR_WRITE until the write lock is released. Unix reports a
+//     failed write where it happens, and SQLite then rolls the whole
+//     transaction back; a write-out can fail later, in a read, where
+//     SQLITE_FULL would only roll back one statement and let the
+//     transaction commit without frames SQLite believes written.
 package walvfs
 
 import (
@@ -48,16 +66,20 @@ var (
 	registerOnce sync.Once
 	registerErr  error
 
-	// Package variables: SQLite keeps pointers to both for as long as the
+	// Package variables: SQLite keeps pointers to them for as long as the
 	// process runs, and Go never moves or frees them.
-	vfs     sqlite3.Tsqlite3_vfs
-	methods sqlite3.Tsqlite3_io_methods
+	vfs       sqlite3.Tsqlite3_vfs
+	methods   sqlite3.Tsqlite3_io_methods // a WAL file's
+	dbMethods sqlite3.Tsqlite3_io_methods // a main database file's
 
-	unixVFS     uintptr // the host VFS this one wraps
-	unixMethods uintptr // the io methods unix gives a WAL file
+	unixVFS       uintptr // the host VFS this one wraps
+	unixMethods   uintptr // the io methods unix gives a WAL file
+	unixDBMethods uintptr // and a main database file
 
 	filesMu sync.Mutex
-	files   = map[uintptr]*walFile{} // by sqlite3_file pointer
+	files   = map[uintptr]*walFile{} // WAL files by sqlite3_file pointer
+	dbs     = map[uintptr]walKey{}   // main database files, by the key of their WAL
+	wals    = map[walKey]*walFile{}  // WAL files by key
 
 	unixWrites atomic.Int64 // see Writes
 )
@@ -81,10 +103,20 @@ func Pending() int {
 }
 
 // walFile is one open WAL file's pending writes: buf holds the bytes of
-// the file from off on, not yet written.
+// the file from off on, not yet written. err, once a write-out has failed,
+// is what every call returns until the write lock is released.
 type walFile struct {
 	buf []byte
 	off int64
+	err int32
+	key walKey
+}
+
+// walKey names a WAL file of one connection: modernc gives every
+// connection its own libc.TLS and makes every call for it with that TLS.
+type walKey struct {
+	tls  *libc.TLS
+	name string
 }
 
 // Register registers the VFS under Name (once per process). It fails only
@@ -127,18 +159,61 @@ func ptr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p
 func xOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
 	open := unixVFSOpen()
 	rc := open(tls, unixVFS, zName, pFile, flags, pOutFlags)
-	if rc != sqlite3.SQLITE_OK || flags&sqlite3.SQLITE_OPEN_WAL == 0 {
+	if rc != sqlite3.SQLITE_OK || zName == 0 {
 		return rc
 	}
 	file := (*sqlite3.Tsqlite3_file)(ptr(pFile))
-	if file.FpMethods == 0 || !wrap(file.FpMethods) {
-		return rc // not the methods this VFS knows: left as unix made it
+	if file.FpMethods == 0 {
+		return rc
 	}
-	filesMu.Lock()
-	files[pFile] = &walFile{}
-	filesMu.Unlock()
-	file.FpMethods = uintptr(unsafe.Pointer(&methods))
+	switch {
+	case flags&sqlite3.SQLITE_OPEN_MAIN_DB != 0:
+		if !wrapDB(file.FpMethods) || !powersafe(tls, pFile, unixDB()) {
+			return rc // left as unix made it, and so is its WAL (watched)
+		}
+		filesMu.Lock()
+		dbs[pFile] = walKey{tls, libc.GoString(zName) + "-wal"}
+		filesMu.Unlock()
+		file.FpMethods = uintptr(unsafe.Pointer(&dbMethods))
+	case flags&sqlite3.SQLITE_OPEN_WAL != 0:
+		if !wrap(file.FpMethods) {
+			return rc
+		}
+		key := walKey{tls, libc.GoString(zName)}
+		filesMu.Lock()
+		defer filesMu.Unlock()
+		if !watched(key) || wals[key] != nil {
+			return rc // the write lock of its database file is not in view
+		}
+		f := &walFile{key: key}
+		files[pFile], wals[key] = f, f
+		file.FpMethods = uintptr(unsafe.Pointer(&methods))
+	}
 	return rc
+}
+
+// watched reports whether a wrapped main database file of the same
+// connection will show its WAL write lock being released.
+func watched(key walKey) bool {
+	for _, k := range dbs {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// powersafe reports whether unix promises powersafe overwrite for the
+// database file: without it SQLite pads every commit of its WAL to a sector
+// and writes part of the last frame after the sync (sqlite3WalOpen asks
+// the database file, not the WAL).
+func powersafe(tls *libc.TLS, pFile uintptr, m *sqlite3.Tsqlite3_io_methods) bool {
+	fp := m.FxDeviceCharacteristics
+	if fp == 0 {
+		return false
+	}
+	dc := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&fp)))(tls, pFile)
+	return dc&sqlite3.SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
 }
 
 func unixVFSOpen() func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32 {
@@ -171,13 +246,57 @@ func wrap(m uintptr) bool {
 	return m == unixMethods
 }
 
+// wrapDB is wrap for a main database file: its xShmLock and xClose.
+func wrapDB(m uintptr) bool {
+	wrapMu.Lock()
+	defer wrapMu.Unlock()
+	if unixDBMethods == 0 {
+		base := (*sqlite3.Tsqlite3_io_methods)(ptr(m))
+		if base.FiVersion < 2 || base.FxShmLock == 0 {
+			return false // no shared memory: not a WAL database
+		}
+		unixDBMethods = m
+		dbMethods = *base
+		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&dbMethods.FxClose)) = xCloseDB
+		*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&dbMethods.FxShmLock)) = xShmLock
+	}
+	return m == unixDBMethods
+}
+
 func unix() *sqlite3.Tsqlite3_io_methods { return (*sqlite3.Tsqlite3_io_methods)(ptr(unixMethods)) }
+
+func unixDB() *sqlite3.Tsqlite3_io_methods { return (*sqlite3.Tsqlite3_io_methods)(ptr(unixDBMethods)) }
 
 func lookup(pFile uintptr) *walFile {
 	filesMu.Lock()
 	f := files[pFile]
 	filesMu.Unlock()
 	return f
+}
+
+// walWriteLock is the index of WAL_WRITE_LOCK among the shm locks.
+const walWriteLock = 0
+
+// xShmLock drops what the connection's WAL still holds before the WAL
+// write lock is released (see the package comment).
+func xShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
+	if flags == sqlite3.SQLITE_SHM_UNLOCK|sqlite3.SQLITE_SHM_EXCLUSIVE && ofst <= walWriteLock && walWriteLock < ofst+n {
+		filesMu.Lock()
+		if f := wals[dbs[pFile]]; f != nil {
+			f.buf, f.err = f.buf[:0], sqlite3.SQLITE_OK
+		}
+		filesMu.Unlock()
+	}
+	fp := unixDB().FxShmLock
+	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&fp)))(tls, pFile, ofst, n, flags)
+}
+
+func xCloseDB(tls *libc.TLS, pFile uintptr) int32 {
+	filesMu.Lock()
+	delete(dbs, pFile)
+	filesMu.Unlock()
+	fp := unixDB().FxClose
+	return (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&fp)))(tls, pFile)
 }
 
 // unixWrite writes n bytes at p through the unix VFS.
@@ -187,11 +306,15 @@ func unixWrite(tls *libc.TLS, pFile, p uintptr, n int32, off int64) int32 {
 	return (*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&fp)))(tls, pFile, p, n, off)
 }
 
-// flush writes the pending bytes out. A failed write drops them: SQLite
-// takes the error as the failure of the transaction they belonged to.
+// flush writes the pending bytes out. A failed write drops them and is
+// remembered (walFile.err): SQLite takes the error as the failure of the
+// transaction they belonged to.
 func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
-	if f == nil || len(f.buf) == 0 {
+	if f == nil {
 		return sqlite3.SQLITE_OK
+	}
+	if f.err != sqlite3.SQLITE_OK {
+		return f.err
 	}
 	rc := int32(sqlite3.SQLITE_OK)
 	for done := 0; done < len(f.buf) && rc == sqlite3.SQLITE_OK; done += maxWrite {
@@ -199,6 +322,9 @@ func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 		rc = unixWrite(tls, pFile, uintptr(unsafe.Pointer(&f.buf[done])), int32(n), f.off+int64(done))
 	}
 	f.buf = f.buf[:0]
+	if rc != sqlite3.SQLITE_OK {
+		f.err = sqlite3.SQLITE_IOERR_WRITE
+	}
 	return rc
 }
 
@@ -207,12 +333,15 @@ func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
 	if f == nil {
 		return unixWrite(tls, pFile, zBuf, iAmt, iOfst)
 	}
-	if len(f.buf) > 0 && (iOfst != f.off+int64(len(f.buf)) || len(f.buf)+int(iAmt) > bufSize) {
+	if len(f.buf) > 0 && (iOfst != f.off+int64(len(f.buf)) || len(f.buf)+int(iAmt) > bufSize || iAmt > maxWrite) {
 		if rc := f.flush(tls, pFile); rc != sqlite3.SQLITE_OK {
 			return rc
 		}
 	}
-	if int(iAmt) > maxWrite {
+	if f.err != sqlite3.SQLITE_OK {
+		return f.err
+	}
+	if iAmt > maxWrite {
 		return unixWrite(tls, pFile, zBuf, iAmt, iOfst) // SQLite's own writes are a page at most
 	}
 	if len(f.buf) == 0 {
@@ -225,9 +354,15 @@ func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
 	return sqlite3.SQLITE_OK
 }
 
-// before runs the unix method after the pending bytes are written.
+// before writes the pending bytes out before a unix method runs. After a
+// failed write-out it fails with SQLITE_IOERR_WRITE, never SQLITE_FULL,
+// which SQLite would take for one statement's failure.
 func before(tls *libc.TLS, pFile uintptr) int32 {
-	return lookup(pFile).flush(tls, pFile)
+	f := lookup(pFile)
+	if f.flush(tls, pFile) != sqlite3.SQLITE_OK {
+		return f.err
+	}
+	return sqlite3.SQLITE_OK
 }
 
 func xRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
@@ -281,6 +416,9 @@ func xFetch(tls *libc.TLS, pFile uintptr, iOfst int64, iAmt int32, pp uintptr) i
 func xClose(tls *libc.TLS, pFile uintptr) int32 {
 	rc := before(tls, pFile)
 	filesMu.Lock()
+	if f := files[pFile]; f != nil && wals[f.key] == f {
+		delete(wals, f.key)
+	}
 	delete(files, pFile)
 	filesMu.Unlock()
 	fp := unix().FxClose

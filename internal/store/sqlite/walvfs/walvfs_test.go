@@ -2,6 +2,7 @@ package walvfs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -11,12 +12,72 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
+	"modernc.org/libc"
 	_ "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
+
+// TestMain puts a fault-injecting "unix" in front of the real one before
+// this VFS wraps it, so that a test can make one WAL write fail as a full
+// disk does (faultNext). Until then it passes everything through.
+func TestMain(m *testing.M) {
+	registerFault()
+	os.Exit(m.Run())
+}
+
+var (
+	faultVFS     sqlite3.Tsqlite3_vfs
+	faultMethods sqlite3.Tsqlite3_io_methods
+	realVFS      uintptr
+	realMethods  uintptr
+	faultNext    atomic.Bool // the next WAL write fails with SQLITE_FULL
+)
+
+func registerFault() {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	name, err := libc.CString("unix")
+	if err != nil {
+		panic(err)
+	}
+	realVFS = sqlite3.Xsqlite3_vfs_find(tls, name)
+	faultVFS = *(*sqlite3.Tsqlite3_vfs)(ptr(realVFS))
+	faultVFS.FpNext = 0
+	*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&faultVFS.FxOpen)) = faultOpen
+	if rc := sqlite3.Xsqlite3_vfs_register(tls, uintptr(unsafe.Pointer(&faultVFS)), 1); rc != sqlite3.SQLITE_OK {
+		panic(rc)
+	}
+}
+
+func faultOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
+	fp := (*sqlite3.Tsqlite3_vfs)(ptr(realVFS)).FxOpen
+	rc := (*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&fp)))(tls, realVFS, zName, pFile, flags, pOutFlags)
+	if rc != sqlite3.SQLITE_OK || flags&sqlite3.SQLITE_OPEN_WAL == 0 {
+		return rc
+	}
+	file := (*sqlite3.Tsqlite3_file)(ptr(pFile))
+	if realMethods == 0 {
+		realMethods = file.FpMethods
+		faultMethods = *(*sqlite3.Tsqlite3_io_methods)(ptr(realMethods))
+		*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&faultMethods.FxWrite)) = faultWrite
+	}
+	file.FpMethods = uintptr(unsafe.Pointer(&faultMethods))
+	return rc
+}
+
+func faultWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	if faultNext.CompareAndSwap(true, false) {
+		return sqlite3.SQLITE_FULL // what unix answers on ENOSPC
+	}
+	fp := (*sqlite3.Tsqlite3_io_methods)(ptr(realMethods)).FxWrite
+	return (*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&fp)))(tls, pFile, zBuf, iAmt, iOfst)
+}
 
 // open opens path for writing; through this VFS when buffered.
 func open(t *testing.T, path string, buffered bool, extra ...string) *sql.DB {
@@ -52,7 +113,8 @@ func digest(t *testing.T, db *sql.DB) string {
 		if err := rows.Scan(&id, &v); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(h, "%d:%x;", id, v)
+		fmt.Fprintf(h, "%d:%d;", id, len(v))
+		h.Write(v)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -103,8 +165,8 @@ func TestSameDataAsUnix(t *testing.T) {
 		{name: "small rows", rounds: 20, steps: []step{insert(30, 100)}},
 		{name: "blobs over one unix write", rounds: 6, steps: []step{insert(3, 300<<10)}},
 		{name: "commits over the buffer", rounds: 3, steps: []step{insert(6, 1<<20)}},
-		{name: "spilled transaction", extra: []string{"_pragma=cache_size(20)"}, rounds: 4,
-			steps: []step{insert(400, 2000), rewrite, insert(50, 3000), rewrite}},
+		{name: "spilled transaction", extra: []string{"_pragma=cache_size(20)"}, rounds: 2,
+			steps: []step{insert(250, 2000), rewrite, insert(50, 3000), rewrite}},
 		{name: "restarted log", rounds: 8, steps: []step{insert(40, 500), rewrite},
 			after: `PRAGMA wal_checkpoint(RESTART)`},
 		{name: "truncated log", rounds: 8, steps: []step{insert(40, 500)},
@@ -277,5 +339,181 @@ func child(path string) {
 			panic(err)
 		}
 		fmt.Println(i)
+	}
+}
+
+func val(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 300) }
+
+// check reads every row back on db and runs integrity_check; it returns
+// what is wrong, or "".
+func check(db *sql.DB, n int) string {
+	var ic string
+	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ic); err != nil || ic != "ok" {
+		return fmt.Sprintf("integrity_check: %.200q, %v", ic, err)
+	}
+	rows, err := db.Query(`SELECT id, v FROM t ORDER BY id`)
+	if err != nil {
+		return "select: " + err.Error()
+	}
+	defer rows.Close()
+	got := 0
+	for rows.Next() {
+		var id int
+		var v []byte
+		if err := rows.Scan(&id, &v); err != nil {
+			return "scan: " + err.Error()
+		}
+		if !bytes.Equal(v, val(id)) {
+			return fmt.Sprintf("row %d holds other bytes", id)
+		}
+		got++
+	}
+	if err := rows.Err(); err != nil {
+		return "rows: " + err.Error()
+	}
+	if got != n {
+		return fmt.Sprintf("%d rows, want %d", got, n)
+	}
+	return ""
+}
+
+// Without powersafe overwrite (psow=0) SQLite pads a commit to a sector
+// boundary and writes the end of the last frame after the sync, then
+// publishes it: such a WAL is left to unix, and readers and checkpoints see
+// every commit whole.
+func TestNoPowersafeOverwriteLeftToUnix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	w := open(t, path, true, "psow=0")
+	r := open(t, path, false, "psow=0")
+	cp := open(t, path, false, "psow=0")
+	if _, err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	before := Writes()
+	for i := 1; i <= 40; i++ {
+		if _, err := w.Exec(`INSERT INTO t VALUES (?, ?)`, i, val(i)); err != nil {
+			t.Fatal(err)
+		}
+		if msg := check(r, i); msg != "" {
+			t.Fatalf("after commit %d a reader finds %s", i, msg)
+		}
+		if i%10 == 0 {
+			if _, err := cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := Writes() - before; n != 0 {
+		t.Errorf("a psow=0 WAL made %d writes through the buffer, want 0", n)
+	}
+}
+
+// A transaction that spills frames and rolls back leaves them unsynced;
+// they are dropped with the write lock, and another writer's frames at the
+// same offsets are not overwritten by them later.
+func TestRolledBackFramesDropped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	w1 := open(t, path, true, "_pragma=cache_size(10)")
+	w2 := open(t, path, false)
+	if _, err := w1.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w1.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c1, err := w1.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if _, err := c1.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1000; i < 1200; i++ {
+		if _, err := c1.ExecContext(ctx, `INSERT INTO t VALUES (?, randomblob(3000))`, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if Pending() == 0 {
+		t.Fatal("the transaction spilled nothing into the buffer: the test proves nothing")
+	}
+	if _, err := c1.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if n := Pending(); n != 0 {
+		t.Errorf("after ROLLBACK the buffer holds %d bytes", n)
+	}
+	for i := 1; i <= 30; i++ {
+		if _, err := w2.Exec(`INSERT INTO t VALUES (?, ?)`, i, val(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := c1.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 30 {
+		t.Errorf("the first writer counts %d rows, %v; want 30", n, err)
+	}
+	if msg := check(open(t, path, false), 30); msg != "" {
+		t.Errorf("a new connection finds %s", msg)
+	}
+}
+
+// A write-out that fails in a read (the disk full for one write) fails the
+// whole transaction, as unix's failed write does, and not one statement:
+// the group-commit writer's savepoint pattern must not commit a batch whose
+// spilled frames never reached the file.
+func TestFailedWriteOutFailsTransaction(t *testing.T) {
+	for _, buffered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f.db")
+			w := open(t, path, buffered, "_pragma=cache_size(10)")
+			if _, err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			c, err := w.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			exec := func(q string, args ...any) error { _, err := c.ExecContext(ctx, q, args...); return err }
+			for _, q := range []string{`BEGIN IMMEDIATE`, `SAVEPOINT job`} {
+				if err := exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 1; i <= 400; i++ {
+				if err := exec(`INSERT INTO t VALUES (?, ?)`, i, val(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := exec(`RELEASE job`); err != nil {
+				t.Fatal(err)
+			}
+			faultNext.Store(true)
+			if err := exec(`SAVEPOINT job`); err != nil {
+				t.Fatal(err)
+			}
+			jobErr := exec(`UPDATE t SET v = v WHERE id > 0`)
+			fired := !faultNext.Swap(false)
+			if !fired {
+				t.Fatal("no WAL write happened in the second job: the test proves nothing")
+			}
+			if jobErr != nil {
+				exec(`ROLLBACK TO job`)
+			}
+			exec(`RELEASE job`)
+			commitErr := exec(`COMMIT`)
+			if commitErr != nil {
+				exec(`ROLLBACK`)
+			}
+			want := 400
+			if commitErr != nil {
+				want = 0
+			}
+			if msg := check(open(t, path, false), want); msg != "" {
+				t.Errorf("COMMIT answered %v, and a new connection finds %s", commitErr, msg)
+			}
+		})
 	}
 }
