@@ -9,9 +9,26 @@ import (
 )
 
 // Observer records one gateway call: the gateway type, the operation
-// (store_card, charge, capture, cancel, refund, lookup), its outcome
-// (ok, declined, error, unknown) and how long it took.
+// (Operations), its outcome (Outcomes) and how long it took.
 type Observer func(gatewayType, operation, outcome string, d time.Duration)
+
+// The operations an Observer sees (Operations).
+const (
+	opStoreCard = "store_card"
+	opCharge    = "charge"
+	opCapture   = "capture"
+	opCancel    = "cancel"
+	opRefund    = "refund"
+	opLookup    = "lookup"
+)
+
+// Types, Operations and Outcomes are every value of an Observer's labels,
+// so metrics can show each series from the start.
+var (
+	Types      = []string{Simulator, Stripe}
+	Operations = []string{opStoreCard, opCharge, opCapture, opCancel, opRefund, opLookup}
+	Outcomes   = []string{"ok", "declined", "error", "unknown"}
+)
 
 // Instrument wraps every connector of cs so each call is observed.
 func Instrument(cs Connectors, observe Observer) Connectors {
@@ -45,32 +62,32 @@ func (i instrumented) done(op string, start time.Time, err error) {
 }
 
 func (i instrumented) StoreCard(ctx context.Context, req StoreRequest) (s Stored, err error) {
-	defer func(start time.Time) { i.done("store_card", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opStoreCard, start, err) }(time.Now())
 	return i.c.StoreCard(ctx, req)
 }
 
 func (i instrumented) Charge(ctx context.Context, req ChargeRequest) (ext string, err error) {
-	defer func(start time.Time) { i.done("charge", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opCharge, start, err) }(time.Now())
 	return i.c.Charge(ctx, req)
 }
 
 func (i instrumented) Capture(ctx context.Context, req OpRequest) (err error) {
-	defer func(start time.Time) { i.done("capture", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opCapture, start, err) }(time.Now())
 	return i.c.Capture(ctx, req)
 }
 
 func (i instrumented) Cancel(ctx context.Context, req OpRequest) (err error) {
-	defer func(start time.Time) { i.done("cancel", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opCancel, start, err) }(time.Now())
 	return i.c.Cancel(ctx, req)
 }
 
 func (i instrumented) Refund(ctx context.Context, req OpRequest) (ext string, err error) {
-	defer func(start time.Time) { i.done("refund", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opRefund, start, err) }(time.Now())
 	return i.c.Refund(ctx, req)
 }
 
 func (i instrumented) Lookup(ctx context.Context, g Gateway, key, txnID string) (l Lookup, err error) {
-	defer func(start time.Time) { i.done("lookup", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opLookup, start, err) }(time.Now())
 	return i.c.Lookup(ctx, g, key, txnID)
 }
 
@@ -86,7 +103,7 @@ func (i instrumented) NoRecordAfter() time.Duration {
 // LookupOp passes the wrapped connector's OpLookup through; without one it
 // is Lookup by our reference.
 func (i instrumented) LookupOp(ctx context.Context, g Gateway, key string, op OpRef) (l Lookup, err error) {
-	defer func(start time.Time) { i.done("lookup", start, err) }(time.Now())
+	defer func(start time.Time) { i.done(opLookup, start, err) }(time.Now())
 	if ol, ok := i.c.(OpLookup); ok {
 		return ol.LookupOp(ctx, g, key, op)
 	}

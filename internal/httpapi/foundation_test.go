@@ -420,7 +420,9 @@ func TestUnknownPath(t *testing.T) {
 func TestUncleanPathIsNotRedirected(t *testing.T) {
 	t.Parallel()
 	e := apitest.New(t)
-	for _, p := range []string{"/v1//gateways", "/v1/./gateways", "/v1/x/../gateways", "//v1/gateways"} {
+	// An escaped slash is part of the path, not a trailing slash (§1.1:
+	// paths are otherwise exact).
+	for _, p := range []string{"/v1//gateways", "/v1/./gateways", "/v1/x/../gateways", "//v1/gateways", "/v1/gateways%2F", "/v1/gateways%2f"} {
 		req, _ := http.NewRequest("GET", e.URL+p, nil)
 		req.URL.Opaque = p // keep the path exactly as written
 		req.Header.Set("x-user-secret-key", e.Secret)
@@ -1608,6 +1610,9 @@ func TestMetricsRouteLabels(t *testing.T) {
 	e.Do("PATCH", "/v1/gateways/"+g, nil)
 	// Any token is a method to net/http: a client's own is not a label.
 	e.Do("X4111111111111111", "/v1/no/such", nil, noKey...)
+	// The operational routes are routes too: a scrape, a 405.
+	e.Do("GET", "/metrics", nil, noKey...)
+	e.Do("POST", "/healthz", nil, noKey...)
 	r := e.Do("GET", "/metrics", nil, noKey...)
 	if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("metrics: HTTP %d %q", r.Status, r.Header.Get("Content-Type"))
@@ -1621,9 +1626,19 @@ func TestMetricsRouteLabels(t *testing.T) {
 		`switchyard_http_requests_total{method="PATCH",route="/v1/gateways/{id}",status="405"}`,
 		`switchyard_http_request_duration_seconds_bucket{method="GET",route="/v1/gateways/{id}"`,
 		`switchyard_http_requests_total{method="OTHER",route="unmatched",status="404"}`,
+		`switchyard_http_requests_total{method="GET",route="/metrics",status="200"} 1`,
+		`switchyard_http_requests_total{method="POST",route="/healthz",status="405"} 1`,
+		// Every gateway series is there before its first call (§10).
+		`switchyard_gateway_requests_total{gateway_type="Stripe",operation="refund",outcome="unknown"} 0`,
+		`switchyard_gateway_request_duration_seconds_count{gateway_type="Stripe",operation="capture"} 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, wrong := range []string{`route="unmatched",status="200"`, `route="unmatched",status="405"`} {
+		if strings.Contains(text, wrong) {
+			t.Errorf("metrics count a matched route as unmatched: %s", wrong)
 		}
 	}
 	for _, leak := range []string{g, "invalid_id_string", "/v1/no/such", strings.Repeat("0", 24), "4111111111111111"} {

@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"switchyard/internal/gateway"
 )
 
 // Metrics are the server's Prometheus series, on a private registry.
@@ -38,6 +40,16 @@ func NewMetrics() *Metrics {
 		[]string{"gateway_type", "operation", "outcome"})
 	m.gwDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchyard_gateway_request_duration_seconds", Help: "Gateway call latency by gateway type and operation.",
 		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"gateway_type", "operation"})
+	// Every gateway series from the first scrape, at zero, rather than
+	// from the first call of its kind.
+	for _, typ := range gateway.Types {
+		for _, op := range gateway.Operations {
+			m.gwDuration.WithLabelValues(typ, op)
+			for _, outcome := range gateway.Outcomes {
+				m.gwRequests.WithLabelValues(typ, op, outcome)
+			}
+		}
+	}
 	m.Registry.MustRegister(m.requests, m.duration, m.commitSize, m.commitTime, m.gwRequests, m.gwDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -91,12 +91,16 @@ func (s *Server) register() {
 	s.mux.HandleFunc("GET /v1/openapi.yaml", s.openapi)
 	ops := []string{"/healthz", "/v1/openapi.yaml"}
 	if s.MetricsHandler != nil {
-		s.mux.Handle("GET /metrics", s.MetricsHandler)
+		s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+			info(r.Context()).route = "/metrics"
+			s.MetricsHandler.ServeHTTP(w, r)
+		})
 		ops = append(ops, "/metrics")
 	}
 	// Another method on an operational path: 405 with Allow (§1.1).
 	for _, p := range ops {
 		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			info(r.Context()).route = p
 			w.Header().Set("Allow", "GET")
 			s.writeError(w, r, &errs.Error{Kind: errs.NotAllowed, Messages: []string{"allowed: GET"}}, "path", nil)
 		})

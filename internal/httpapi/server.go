@@ -171,7 +171,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	r = r.WithContext(ctx)
-	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+	// An escaped slash (%2F) is not a trailing slash: that path is exact,
+	// and unknown (the path.Clean check below).
+	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") && strings.HasSuffix(r.URL.EscapedPath(), "/") {
 		r.URL.Path = strings.TrimSuffix(p, "/")
 		r.URL.RawPath = ""
 	}

@@ -52,6 +52,8 @@ type Engine struct {
 	done   chan struct{}
 	stop   context.CancelFunc
 	ledger *Engine // the Simulator's ledger file (main engine only)
+	path   string
+	file   os.FileInfo // the database file as opened (Ping)
 }
 
 type job struct {
@@ -226,9 +228,17 @@ func openFile(ctx context.Context, path, dir, sync string, opts Options) (*Engin
 		return nil, err
 	}
 	cp.SetMaxOpenConns(1)
+	file, err := os.Stat(path)
+	if err != nil {
+		cp.Close()
+		r.Close()
+		conn.Close()
+		w.Close()
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	e := &Engine{write: w, conn: conn, wq: newDetached(conn), read: r, rq: newCachedDB(r), cp: cp, cpDone: make(chan struct{}),
-		opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel}
+		opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel, path: path, file: file}
 	go e.loop(runCtx)
 	go checkpointLoop(runCtx, cp, e.cpDone)
 	return e, nil
@@ -237,8 +247,36 @@ func openFile(ctx context.Context, path, dir, sync string, opts Options) (*Engin
 // Reader implements store.Engine.
 func (e *Engine) Reader() store.Querier { return e.rq }
 
-// Ping implements store.Engine.
-func (e *Engine) Ping(ctx context.Context) error { return e.read.PingContext(ctx) }
+// sqliteMagic opens every SQLite database file.
+const sqliteMagic = "SQLite format 3\x00"
+
+// Ping implements store.Engine (the health check): the database file at
+// its path is still the one the server opened, and reading it works. A
+// removed or replaced file, or one that no longer reads as a database,
+// fails it; an open connection pool alone would answer for ever.
+func (e *Engine) Ping(ctx context.Context) error {
+	fi, err := os.Stat(e.path)
+	if err != nil {
+		return fmt.Errorf("database file: %w", err)
+	}
+	if !os.SameFile(fi, e.file) {
+		return fmt.Errorf("database file %s was replaced after it was opened", e.path)
+	}
+	// The header, from the file itself: a connection's cached first page
+	// would not show it overwritten.
+	f, err := os.Open(e.path)
+	if err != nil {
+		return fmt.Errorf("database file: %w", err)
+	}
+	magic := make([]byte, len(sqliteMagic))
+	_, err = f.ReadAt(magic, 0)
+	f.Close()
+	if err != nil || string(magic) != sqliteMagic {
+		return fmt.Errorf("database file %s no longer starts with a SQLite header (%v)", e.path, err)
+	}
+	var n int
+	return e.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n)
+}
 
 // Write implements store.Engine: the work joins the next commit batch.
 func (e *Engine) Write(ctx context.Context, fn func(store.Querier) error) error {

@@ -838,6 +838,63 @@ func TestWALWritesGathered(t *testing.T) {
 	}
 }
 
+// The health check fails once the database file is gone from its path or
+// is another file, and while the file reads as no database; an open
+// connection pool alone would answer for ever.
+func TestPingNoticesTheFile(t *testing.T) {
+	ctx := context.Background()
+	breakages := []struct {
+		name string
+		do   func(t *testing.T, path string)
+	}{
+		{"removed", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"replaced by a copy", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"overwritten", func(t *testing.T, path string) {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, b := range breakages {
+		t.Run(b.name, func(t *testing.T) {
+			dir := t.TempDir()
+			e := openEngine(t, dir, Options{GroupCommit: true})
+			// The WAL is copied into the file, so its first page is read
+			// from there.
+			if _, err := e.cp.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Ping(ctx); err != nil {
+				t.Fatalf("Ping before: %v", err)
+			}
+			b.do(t, Path(dir))
+			if err := e.Ping(ctx); err == nil {
+				t.Error("Ping after the file was " + b.name + ": nil")
+			}
+		})
+	}
+}
+
 // A lookup by key runs to its end even when its request has gone (no
 // watcher goroutine per query); a list still stops.
 func TestKeyedLookupIgnoresCancellation(t *testing.T) {
