@@ -31,6 +31,8 @@
 //     wrapped too, to see the lock (xShmLock); the two files of one
 //     connection are matched by the connection's libc.TLS and the WAL's
 //     name, and a WAL whose database file is not wrapped is left alone.
+//   - On a connection that uses it, PRAGMA synchronous below FULL and
+//     PRAGMA locking_mode other than NORMAL fail (xFileControlDB).
 //   - A failed write-out fails every later call on the file with
 //     SQLITE_IOERR_WRITE until the write lock is released. Unix reports a
 //     failed write where it happens, and SQLite then rolls the whole
@@ -41,6 +43,7 @@ package walvfs
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -259,6 +262,7 @@ func wrapDB(m uintptr) bool {
 		dbMethods = *base
 		*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&dbMethods.FxClose)) = xCloseDB
 		*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&dbMethods.FxShmLock)) = xShmLock
+		*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&dbMethods.FxFileControl)) = xFileControlDB
 	}
 	return m == unixDBMethods
 }
@@ -289,6 +293,37 @@ func xShmLock(tls *libc.TLS, pFile uintptr, ofst, n, flags int32) int32 {
 	}
 	fp := unixDB().FxShmLock
 	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&fp)))(tls, pFile, ofst, n, flags)
+}
+
+// xFileControlDB refuses the pragmas that would break the rules of the
+// package comment on a connection that uses the VFS: synchronous below
+// FULL (commits would publish frames still held here), and a locking mode
+// other than NORMAL (in EXCLUSIVE mode SQLite takes and releases the WAL
+// write lock without telling xShmLock, so unsynced frames would outlive
+// the transaction). Reading either pragma is fine.
+func xFileControlDB(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
+	if op == sqlite3.SQLITE_FCNTL_PRAGMA && refusedPragma(pArg) {
+		return sqlite3.SQLITE_ERROR
+	}
+	fp := unixDB().FxFileControl
+	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&fp)))(tls, pFile, op, pArg)
+}
+
+// refusedPragma reads SQLITE_FCNTL_PRAGMA's argument: char*[3], the
+// error message out, the pragma's name, and its value (NULL when read).
+func refusedPragma(pArg uintptr) bool {
+	az := (*[3]uintptr)(ptr(pArg))
+	if az[1] == 0 || az[2] == 0 {
+		return false
+	}
+	value := strings.ToLower(strings.TrimSpace(libc.GoString(az[2])))
+	switch strings.ToLower(libc.GoString(az[1])) {
+	case "synchronous":
+		return value != "full" && value != "2" && value != "extra" && value != "3"
+	case "locking_mode":
+		return value != "normal"
+	}
+	return false
 }
 
 func xCloseDB(tls *libc.TLS, pFile uintptr) int32 {

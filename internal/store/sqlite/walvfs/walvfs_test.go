@@ -25,7 +25,7 @@ import (
 
 // TestMain puts a fault-injecting "unix" in front of the real one before
 // this VFS wraps it, so that a test can make one WAL write fail as a full
-// disk does (faultNext). Until then it passes everything through.
+// disk does (faultAt). Until then it passes everything through.
 func TestMain(m *testing.M) {
 	registerFault()
 	os.Exit(m.Run())
@@ -36,7 +36,7 @@ var (
 	faultMethods sqlite3.Tsqlite3_io_methods
 	realVFS      uintptr
 	realMethods  uintptr
-	faultNext    atomic.Bool // the next WAL write fails with SQLITE_FULL
+	faultAt      atomic.Int64 // > 0: the faultAt-th WAL write from now fails with SQLITE_FULL
 )
 
 func registerFault() {
@@ -72,7 +72,7 @@ func faultOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags
 }
 
 func faultWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
-	if faultNext.CompareAndSwap(true, false) {
+	if faultAt.Load() > 0 && faultAt.Add(-1) == 0 {
 		return sqlite3.SQLITE_FULL // what unix answers on ENOSPC
 	}
 	fp := (*sqlite3.Tsqlite3_io_methods)(ptr(realMethods)).FxWrite
@@ -490,12 +490,12 @@ func TestFailedWriteOutFailsTransaction(t *testing.T) {
 			if err := exec(`RELEASE job`); err != nil {
 				t.Fatal(err)
 			}
-			faultNext.Store(true)
+			faultAt.Store(1)
 			if err := exec(`SAVEPOINT job`); err != nil {
 				t.Fatal(err)
 			}
 			jobErr := exec(`UPDATE t SET v = v WHERE id > 0`)
-			fired := !faultNext.Swap(false)
+			fired := faultAt.Swap(0) == 0
 			if !fired {
 				t.Fatal("no WAL write happened in the second job: the test proves nothing")
 			}
@@ -515,5 +515,158 @@ func TestFailedWriteOutFailsTransaction(t *testing.T) {
 				t.Errorf("COMMIT answered %v, and a new connection finds %s", commitErr, msg)
 			}
 		})
+	}
+}
+
+// The pragmas that would break the VFS's rules fail on a connection that
+// uses it; reading them, and setting what the rules allow, works.
+func TestUnsafePragmasRefused(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "p.db"), true)
+	for _, tc := range []struct {
+		stmt string
+		ok   bool
+	}{
+		{"PRAGMA synchronous", true},
+		{"PRAGMA synchronous = FULL", true},
+		{"PRAGMA synchronous = 3", true},
+		{"PRAGMA synchronous = NORMAL", false},
+		{"PRAGMA synchronous = off", false},
+		{"PRAGMA synchronous = 1", false},
+		{"PRAGMA main.synchronous = NORMAL", false},
+		{"PRAGMA locking_mode", true},
+		{"PRAGMA locking_mode = NORMAL", true},
+		{"PRAGMA locking_mode = EXCLUSIVE", false},
+	} {
+		_, err := db.Exec(tc.stmt)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok %v", tc.stmt, err, tc.ok)
+		}
+	}
+	var sync int
+	if err := db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync < 2 {
+		t.Errorf("synchronous = %d, %v; want FULL or EXTRA", sync, err)
+	}
+	var mode string
+	if err := db.QueryRow("PRAGMA locking_mode").Scan(&mode); err != nil || mode != "normal" {
+		t.Errorf("locking_mode = %q, %v; want normal", mode, err)
+	}
+}
+
+func mustExec(t *testing.T, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, q string, args ...any) {
+	t.Helper()
+	if _, err := db.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// A commit whose write-out fails in its third piece, after two pieces
+// reached the file, fails; the file stays as it was, and later commits
+// work.
+func TestFailedWriteOutMidCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	w := open(t, path, true)
+	r := open(t, path, false)
+	mustExec(t, w, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	for i := range 10 {
+		mustExec(t, w, `INSERT INTO t VALUES (?, ?)`, i, val(i))
+	}
+	ctx := context.Background()
+	c, err := w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, c, `BEGIN IMMEDIATE`)
+	for i := 100; i < 300; i++ {
+		mustExec(t, c, `INSERT INTO t VALUES (?, randomblob(3000))`, i)
+	}
+	faultAt.Store(3)
+	_, commitErr := c.ExecContext(ctx, `COMMIT`)
+	if left := faultAt.Swap(0); left != 0 {
+		t.Fatalf("the commit made fewer than 3 writes (%d to go): the test proves nothing", left)
+	}
+	if commitErr == nil {
+		t.Fatal("the commit succeeded although its write-out failed")
+	}
+	c.ExecContext(ctx, `ROLLBACK`)
+	c.Close()
+	if msg := check(r, 10); msg != "" {
+		t.Errorf("after the failed commit: %s", msg)
+	}
+	for i := 10; i < 15; i++ {
+		mustExec(t, w, `INSERT INTO t VALUES (?, ?)`, i, val(i))
+	}
+	if msg := check(r, 15); msg != "" {
+		t.Errorf("after later commits: %s", msg)
+	}
+	w.Close()
+	r.Close()
+	if msg := check(open(t, path, false), 15); msg != "" {
+		t.Errorf("after reopening: %s", msg)
+	}
+}
+
+// Two buffered connections on one file take turns: one spills a
+// transaction and rolls it back while the other commits.
+func TestTwoBufferedConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "two.db")
+	a := open(t, path, true, "_pragma=cache_size(10)")
+	b := open(t, path, true, "_pragma=cache_size(10)")
+	r := open(t, path, false)
+	mustExec(t, a, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	ctx := context.Background()
+	want := 0
+	for round := range 4 {
+		x, y := a, b
+		if round%2 == 1 {
+			x, y = b, a
+		}
+		cx, err := x.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, cx, `BEGIN IMMEDIATE`)
+		for i := range 150 {
+			mustExec(t, cx, `INSERT INTO t VALUES (?, randomblob(3000))`, 100000+round*1000+i)
+		}
+		if Pending() == 0 {
+			t.Fatal("nothing spilled: the test proves nothing")
+		}
+		mustExec(t, cx, `ROLLBACK`)
+		cx.Close()
+		for i := range 20 {
+			mustExec(t, y, `INSERT INTO t VALUES (?, ?)`, round*100+i, val(round*100+i))
+			want++
+		}
+		if round%2 == 1 {
+			mustExec(t, x, `PRAGMA wal_checkpoint(TRUNCATE)`)
+		}
+		if msg := check(r, want); msg != "" {
+			t.Fatalf("round %d: %s", round, msg)
+		}
+	}
+}
+
+// Closing a connection leaves nothing of it in the VFS's maps.
+func TestNothingLeftAfterClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	sizes := func() [3]int {
+		filesMu.Lock()
+		defer filesMu.Unlock()
+		return [3]int{len(files), len(dbs), len(wals)}
+	}
+	start := sizes()
+	for i := range 3 {
+		w := open(t, path, true)
+		mustExec(t, w, `CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)`)
+		mustExec(t, w, `INSERT INTO t VALUES (?, ?)`, i, val(i))
+		if sizes() == start {
+			t.Fatal("an open connection is not in the maps: the test proves nothing")
+		}
+		w.Close()
+		if got := sizes(); got != start {
+			t.Fatalf("after close %d: files, dbs, wals = %v, want %v", i, got, start)
+		}
 	}
 }
