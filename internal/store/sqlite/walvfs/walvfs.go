@@ -93,8 +93,10 @@ func Writes() int64 { return unixWrites.Load() }
 
 // Pending is how many bytes the VFS holds back, over all open WAL files.
 // It is 0 whenever no transaction is being written: every commit of a
-// connection with synchronous=FULL ends in a sync, which writes them out.
-// Call it only while no connection using the VFS is writing.
+// connection with synchronous=FULL ends in a sync, which writes them out,
+// and a rolled-back transaction's are dropped with the write lock. Call it
+// only while no connection using the VFS is writing (it reads their
+// buffers without their owners).
 func Pending() int {
 	filesMu.Lock()
 	defer filesMu.Unlock()
