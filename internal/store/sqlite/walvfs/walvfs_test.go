@@ -197,9 +197,7 @@ func TestSameDataAsUnix(t *testing.T) {
 					}
 					// rewrite's random bytes differ between the files: the
 					// same rows get the same zeros before the commit.
-					if _, err := tx.Exec(`UPDATE t SET v = zeroblob(length(v)) WHERE id % 3 = ?`, round%3); err != nil {
-						t.Fatal(err)
-					}
+					mustExec(t, tx, `UPDATE t SET v = zeroblob(length(v)) WHERE id % 3 = ?`, round%3)
 					if err := tx.Commit(); err != nil {
 						t.Fatalf("file %d round %d: commit: %v", i, round, err)
 					}
@@ -236,17 +234,13 @@ func TestSameDataAsUnix(t *testing.T) {
 // page.
 func TestOneWritePerRun(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "w.db"), true)
-	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 200 {
-		if _, err := tx.Exec(`INSERT INTO t (id, v) VALUES (?, ?)`, i, blob(i, 3000)); err != nil {
-			t.Fatal(err)
-		}
+		mustExec(t, tx, `INSERT INTO t (id, v) VALUES (?, ?)`, i, blob(i, 3000))
 	}
 	before := unixWrites.Load()
 	if err := tx.Commit(); err != nil {
@@ -386,21 +380,15 @@ func TestNoPowersafeOverwriteLeftToUnix(t *testing.T) {
 	w := open(t, path, true, "psow=0")
 	r := open(t, path, false, "psow=0")
 	cp := open(t, path, false, "psow=0")
-	if _, err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, w, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
 	before := Writes()
 	for i := 1; i <= 40; i++ {
-		if _, err := w.Exec(`INSERT INTO t VALUES (?, ?)`, i, val(i)); err != nil {
-			t.Fatal(err)
-		}
+		mustExec(t, w, `INSERT INTO t VALUES (?, ?)`, i, val(i))
 		if msg := check(r, i); msg != "" {
 			t.Fatalf("after commit %d a reader finds %s", i, msg)
 		}
 		if i%10 == 0 {
-			if _, err := cp.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
-				t.Fatal(err)
-			}
+			mustExec(t, cp, `PRAGMA wal_checkpoint(PASSIVE)`)
 		}
 	}
 	if n := Writes() - before; n != 0 {
@@ -415,39 +403,27 @@ func TestRolledBackFramesDropped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	w1 := open(t, path, true, "_pragma=cache_size(10)")
 	w2 := open(t, path, false)
-	if _, err := w1.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w1.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, w1, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	mustExec(t, w1, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	ctx := context.Background()
 	c1, err := w1.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c1.Close()
-	if _, err := c1.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, c1, `BEGIN IMMEDIATE`)
 	for i := 1000; i < 1200; i++ {
-		if _, err := c1.ExecContext(ctx, `INSERT INTO t VALUES (?, randomblob(3000))`, i); err != nil {
-			t.Fatal(err)
-		}
+		mustExec(t, c1, `INSERT INTO t VALUES (?, randomblob(3000))`, i)
 	}
 	if Pending() == 0 {
 		t.Fatal("the transaction spilled nothing into the buffer: the test proves nothing")
 	}
-	if _, err := c1.ExecContext(ctx, `ROLLBACK`); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, c1, `ROLLBACK`)
 	if n := Pending(); n != 0 {
 		t.Errorf("after ROLLBACK the buffer holds %d bytes", n)
 	}
 	for i := 1; i <= 30; i++ {
-		if _, err := w2.Exec(`INSERT INTO t VALUES (?, ?)`, i, val(i)); err != nil {
-			t.Fatal(err)
-		}
+		mustExec(t, w2, `INSERT INTO t VALUES (?, ?)`, i, val(i))
 	}
 	var n int
 	if err := c1.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 30 {
@@ -467,9 +443,7 @@ func TestFailedWriteOutFailsTransaction(t *testing.T) {
 		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "f.db")
 			w := open(t, path, buffered, "_pragma=cache_size(10)")
-			if _, err := w.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)`); err != nil {
-				t.Fatal(err)
-			}
+			mustExec(t, w, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)`)
 			ctx := context.Background()
 			c, err := w.Conn(ctx)
 			if err != nil {
