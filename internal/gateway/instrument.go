@@ -27,7 +27,15 @@ const (
 var (
 	Types      = []string{Simulator, Stripe}
 	Operations = []string{opStoreCard, opCharge, opCapture, opCancel, opRefund, opLookup}
-	Outcomes   = []string{"ok", "declined", "error", "unknown"}
+	Outcomes   = []string{outcomeOK, outcomeDeclined, outcomeError, outcomeUnknown}
+)
+
+// The outcomes an Observer sees (Outcomes).
+const (
+	outcomeOK       = "ok"
+	outcomeDeclined = "declined"
+	outcomeError    = "error"
+	outcomeUnknown  = "unknown"
 )
 
 // Instrument wraps every connector of cs so each call is observed.
@@ -48,13 +56,13 @@ type instrumented struct {
 func outcome(err error) string {
 	switch {
 	case err == nil:
-		return "ok"
+		return outcomeOK
 	case errors.Is(err, ErrUnknownOutcome):
-		return "unknown"
+		return outcomeUnknown
 	case errs.KindOf(err) == errs.Declined:
-		return "declined"
+		return outcomeDeclined
 	}
-	return "error"
+	return outcomeError
 }
 
 func (i instrumented) done(op string, start time.Time, err error) {

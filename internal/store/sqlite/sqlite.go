@@ -208,6 +208,12 @@ func openFile(ctx context.Context, path, dir, sync string, opts Options) (*Engin
 		w.Close()
 		return nil, err
 	}
+	file, err := os.Stat(path) // the file the writer opened, for Ping
+	if err != nil {
+		conn.Close()
+		w.Close()
+		return nil, err
+	}
 	r, err := sql.Open("sqlite", dsn(path, true, sync))
 	if err != nil {
 		conn.Close()
@@ -228,14 +234,6 @@ func openFile(ctx context.Context, path, dir, sync string, opts Options) (*Engin
 		return nil, err
 	}
 	cp.SetMaxOpenConns(1)
-	file, err := os.Stat(path)
-	if err != nil {
-		cp.Close()
-		r.Close()
-		conn.Close()
-		w.Close()
-		return nil, err
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	e := &Engine{write: w, conn: conn, wq: newDetached(conn), read: r, rq: newCachedDB(r), cp: cp, cpDone: make(chan struct{}),
 		opts: opts, jobs: make(chan *job, 4096), done: make(chan struct{}), stop: cancel, path: path, file: file}
