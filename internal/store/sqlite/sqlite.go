@@ -21,6 +21,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"switchyard/internal/store"
+	"switchyard/internal/store/sqlite/pagecache"
 	"switchyard/internal/store/sqlite/walvfs"
 )
 
@@ -127,6 +128,10 @@ func checkpointLoop(ctx context.Context, db *sql.DB, done chan<- struct{}) {
 // Open opens (creating when needed) the database in dataDir and applies
 // its migrations, and beside it the Simulator's ledger (LedgerEngine).
 func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
+	// Before SQLite's first connection in the process, or never: without
+	// the layer commits are slower and nothing else changes, so a process
+	// that opened SQLite before (a test binary) goes on without it.
+	_ = pagecache.Install()
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}

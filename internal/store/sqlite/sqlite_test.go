@@ -23,6 +23,7 @@ import (
 	"switchyard/internal/page"
 	"switchyard/internal/paydock"
 	"switchyard/internal/store"
+	"switchyard/internal/store/sqlite/pagecache"
 	"switchyard/internal/store/sqlite/walvfs"
 	"switchyard/internal/store/storetest"
 )
@@ -835,6 +836,44 @@ func TestWALWritesGathered(t *testing.T) {
 	}
 	if n := walvfs.Pending(); n != 0 {
 		t.Errorf("after a ledger commit walvfs holds %d bytes back", n)
+	}
+}
+
+// The engine's connections use the page-cache layer (internal/store/
+// sqlite/pagecache): Open installs it before SQLite's first connection,
+// and group commits of writes that split B-tree pages then end without
+// pcache1's walk of the whole cache.
+func TestPageCacheLayerInUse(t *testing.T) {
+	ctx := context.Background()
+	e := openEngine(t, t.TempDir(), Options{GroupCommit: true})
+	if err := pagecache.Install(); err != nil {
+		t.Fatalf("the page-cache layer is not installed: %v", err)
+	}
+	newTable(t, e)
+	dropped, _ := pagecache.Truncations()
+	for i := range 200 {
+		err := e.Write(ctx, func(q store.Querier) error {
+			// Random keys in an index: pages split all over it.
+			_, err := q.ExecContext(ctx, `INSERT INTO t (id, v) VALUES ($1, hex(randomblob(200)))`, i)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := e.Write(ctx, func(q store.Querier) error {
+				_, err := q.ExecContext(ctx, `CREATE INDEX t_v ON t (v)`)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if after, _ := pagecache.Truncations(); after == dropped {
+		t.Error("no commit's truncation was dropped: the engine does not use the layer")
+	}
+	if got := len(rows(t, e)); got != 200 {
+		t.Errorf("%d rows, want 200", got)
 	}
 }
 
