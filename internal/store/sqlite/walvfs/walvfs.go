@@ -11,6 +11,9 @@
 // of the same file, and before it closes. Every other file, and every other
 // method, is the unix VFS's own.
 //
+// The WAL file also grows in chunks of zeros (growChunk) rather than frame
+// by frame, so that a commit's fsync seldom has to extend the file.
+//
 // It is only for connections with synchronous=FULL (or EXTRA): there every
 // commit syncs the WAL before the new frames are published to other
 // connections through the shared-memory index, so a frame another
@@ -65,6 +68,18 @@ const bufSize = 4 << 20
 // pieces of 31 pages.
 const maxWrite = 0x1f000
 
+// growChunk is the step in which a WAL file grows: a write that would
+// take it past its end is followed by zeros up to the next multiple. The
+// fsync of a write into allocated blocks only writes the data; one that
+// extends a file also commits the file system's journal (on this machine
+// the probe's fsyncs ran 1.4 to 2 times as fast overwriting as appending).
+// SQLite reads a WAL only up to its first invalid frame, and zeros are
+// never a valid frame, so it sees what it would see without them.
+const growChunk = 4 << 20
+
+// zeros is what a WAL file grows by (read only).
+var zeros [maxWrite]byte
+
 var (
 	registerOnce sync.Once
 	registerErr  error
@@ -85,6 +100,7 @@ var (
 	wals    = map[walKey]*walFile{}  // WAL files by key
 
 	unixWrites atomic.Int64 // see Writes
+	growWrites atomic.Int64 // the part of them that grew a file with zeros
 )
 
 // Writes is how many writes this VFS has handed to the unix VFS since the
@@ -111,10 +127,11 @@ func Pending() int {
 // the file from off on, not yet written. err, once a write-out has failed,
 // is what every call returns until the write lock is released.
 type walFile struct {
-	buf []byte
-	off int64
-	err int32
-	key walKey
+	buf  []byte
+	off  int64
+	err  int32
+	key  walKey
+	size int64 // the file's size when known, else -1
 }
 
 // walKey names a WAL file of one connection: modernc gives every
@@ -190,7 +207,7 @@ func xOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uin
 		if !watched(key) || wals[key] != nil {
 			return rc // the write lock of its database file is not in view
 		}
-		f := &walFile{key: key}
+		f := &walFile{key: key, size: -1}
 		files[pFile], wals[key] = f, f
 		file.FpMethods = uintptr(unsafe.Pointer(&methods))
 	}
@@ -358,11 +375,46 @@ func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 		n := min(len(f.buf)-done, maxWrite)
 		rc = unixWrite(tls, pFile, uintptr(unsafe.Pointer(&f.buf[done])), int32(n), f.off+int64(done))
 	}
+	if rc == sqlite3.SQLITE_OK && len(f.buf) > 0 {
+		rc = f.grow(tls, pFile, f.off+int64(len(f.buf)))
+	}
 	f.buf = f.buf[:0]
 	if rc != sqlite3.SQLITE_OK {
+		f.size = -1
 		f.err = sqlite3.SQLITE_IOERR_WRITE
 	}
 	return rc
+}
+
+// grow follows a write that ended at end, past the file's known size, with
+// zeros up to the next multiple of growChunk (see growChunk). It runs only
+// after a write of the connection's, so under the WAL write lock, and the
+// log's valid frames all end before the end of the write transaction's
+// newest frames: what lies beyond is left from an earlier transaction that
+// rolled back or an earlier pass over the file, which SQLite never reads
+// as frames (their salts or checksums do not follow).
+func (f *walFile) grow(tls *libc.TLS, pFile uintptr, end int64) int32 {
+	if f.size < 0 {
+		fp := unix().FxFileSize
+		var size int64
+		if rc := (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&fp)))(tls, pFile, uintptr(unsafe.Pointer(&size))); rc != sqlite3.SQLITE_OK {
+			return rc
+		}
+		f.size = size
+	}
+	if end <= f.size {
+		return sqlite3.SQLITE_OK // within the file: nothing to grow
+	}
+	target := (end + growChunk - 1) / growChunk * growChunk
+	for off := end; off < target; off += maxWrite {
+		n := min(target-off, maxWrite)
+		growWrites.Add(1)
+		if rc := unixWrite(tls, pFile, uintptr(unsafe.Pointer(&zeros[0])), int32(n), off); rc != sqlite3.SQLITE_OK {
+			return rc
+		}
+	}
+	f.size = target
+	return sqlite3.SQLITE_OK
 }
 
 func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
@@ -379,6 +431,7 @@ func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
 		return f.err
 	}
 	if iAmt > maxWrite {
+		f.size = -1                                     // grow asks the file again
 		return unixWrite(tls, pFile, zBuf, iAmt, iOfst) // SQLite's own writes are a page at most
 	}
 	if len(f.buf) == 0 {
@@ -421,6 +474,9 @@ func xSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 func xTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
 	if rc := before(tls, pFile); rc != sqlite3.SQLITE_OK {
 		return rc
+	}
+	if f := lookup(pFile); f != nil {
+		f.size = -1 // asked again at the next growth
 	}
 	fp := unix().FxTruncate
 	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&fp)))(tls, pFile, size)
