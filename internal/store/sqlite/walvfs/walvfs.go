@@ -376,7 +376,7 @@ func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 		rc = unixWrite(tls, pFile, uintptr(unsafe.Pointer(&f.buf[done])), int32(n), f.off+int64(done))
 	}
 	if rc == sqlite3.SQLITE_OK && len(f.buf) > 0 {
-		rc = f.grow(tls, pFile, f.off+int64(len(f.buf)))
+		f.grow(tls, pFile, f.off+int64(len(f.buf)))
 	}
 	f.buf = f.buf[:0]
 	if rc != sqlite3.SQLITE_OK {
@@ -387,34 +387,42 @@ func (f *walFile) flush(tls *libc.TLS, pFile uintptr) int32 {
 }
 
 // grow follows a write that ended at end, past the file's known size, with
-// zeros up to the next multiple of growChunk (see growChunk). It runs only
+// zeros up to the next multiple of growChunk (see growChunk). It is only a
+// speed-up, so a failure (a full disk) is not the transaction's: its
+// frames are written, and failing it now would leave complete, valid
+// frames in the file that a crash's recovery would take for a commit the
+// client was told had failed. The size is then asked again. It runs only
 // after a write of the connection's, so under the WAL write lock, and the
 // log's valid frames all end before the end of the write transaction's
 // newest frames: what lies beyond is left from an earlier transaction that
 // rolled back or an earlier pass over the file, which SQLite never reads
 // as frames (their salts or checksums do not follow).
-func (f *walFile) grow(tls *libc.TLS, pFile uintptr, end int64) int32 {
+func (f *walFile) grow(tls *libc.TLS, pFile uintptr, end int64) {
 	if f.size < 0 {
+		// The out-parameter in C memory: unix writes through it.
+		p := tls.Alloc(8)
 		fp := unix().FxFileSize
-		var size int64
-		if rc := (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&fp)))(tls, pFile, uintptr(unsafe.Pointer(&size))); rc != sqlite3.SQLITE_OK {
-			return rc
+		rc := (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&fp)))(tls, pFile, p)
+		size := *(*int64)(ptr(p))
+		tls.Free(8)
+		if rc != sqlite3.SQLITE_OK {
+			return
 		}
 		f.size = size
 	}
 	if end <= f.size {
-		return sqlite3.SQLITE_OK // within the file: nothing to grow
+		return // within the file: nothing to grow
 	}
 	target := (end + growChunk - 1) / growChunk * growChunk
 	for off := end; off < target; off += maxWrite {
 		n := min(target-off, maxWrite)
 		growWrites.Add(1)
 		if rc := unixWrite(tls, pFile, uintptr(unsafe.Pointer(&zeros[0])), int32(n), off); rc != sqlite3.SQLITE_OK {
-			return rc
+			f.size = -1
+			return
 		}
 	}
 	f.size = target
-	return sqlite3.SQLITE_OK
 }
 
 func xWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {

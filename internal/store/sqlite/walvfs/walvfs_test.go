@@ -309,6 +309,41 @@ func TestWALGrowsInChunks(t *testing.T) {
 	}
 }
 
+// TestFailedGrowthKeepsTheCommit: when the zeros that grow the file cannot
+// be written (a full disk), the commit whose frames are already written
+// still commits. Failing it would leave complete, valid frames in the file
+// that recovery after a crash would take for a commit the client was told
+// had failed. The file grows again at a later commit.
+func TestFailedGrowthKeepsTheCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	db := open(t, path, true, "_pragma=wal_autocheckpoint(0)")
+	plain := open(t, path, false)
+	// The first commit writes the WAL's header (synced on its own), then
+	// its frames, then zeros after them: the first of those fails.
+	grew := growWrites.Load()
+	faultAt.Store(3)
+	mustExec(t, db, `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)`)
+	if faultAt.Swap(0) != 0 || growWrites.Load()-grew != 1 {
+		t.Fatalf("the fault did not hit the first write of zeros (%d zero writes): the test proves nothing", growWrites.Load()-grew)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() >= growChunk {
+		t.Fatalf("WAL is %d bytes: the zeros were written after all", fi.Size())
+	}
+	for i := range 3 {
+		mustExec(t, db, `INSERT INTO t (id, v) VALUES (?, ?)`, i, val(i))
+	}
+	if got := check(plain, 3); got != "" {
+		t.Fatalf("plain unix: %s", got)
+	}
+	if fi, err = os.Stat(path + "-wal"); err != nil || fi.Size() != growChunk {
+		t.Errorf("WAL is %d bytes (%v) after later commits, want one chunk (%d)", fi.Size(), err, growChunk)
+	}
+}
+
 // TestAcknowledgedCommitsSurviveSIGKILL kills a process that commits
 // through the VFS, at a moment of the kernel's choosing, and every commit
 // it reported done must be in the file afterwards, which must be sound.
