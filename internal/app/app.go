@@ -198,6 +198,9 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 		if err != nil {
 			return nil, nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 		}
+		if err := sqlite.PageCacheLayer(); err != nil {
+			log.Warn("the SQLite page-cache layer is not in place: commits are slower", "err", err)
+		}
 	}
 	st := store.New(eng)
 	if err := StartKeys(ctx, st, ring); err != nil {

@@ -683,6 +683,11 @@ func TestBinarySIGTERM(t *testing.T) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		t.Errorf("stdout after the listening line: %q", rest)
 	}
+	// The real binary opens SQLite first through the store, so the
+	// page-cache layer is in place (internal/store/sqlite/pagecache).
+	if strings.Contains(stderr.String(), "page-cache layer") {
+		t.Errorf("the binary runs without the page-cache layer: %s", stderr.String())
+	}
 }
 
 // A name over 100 characters is a bad value: one stderr line, exit 2 (§11).

@@ -167,6 +167,11 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
 	return e, nil
 }
 
+// PageCacheLayer reports whether the page-cache layer (package pagecache)
+// is in place for this process: nil, or why not. Without it every commit
+// that splits index pages is slower; nothing else changes.
+func PageCacheLayer() error { return pagecache.Install() }
+
 // ownerOnly makes the database file at path, and its WAL and shared-memory
 // files if there, readable by this user only (0600), creating an empty one
 // when missing: SQLite gives the files it creates the database file's
