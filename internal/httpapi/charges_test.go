@@ -353,8 +353,11 @@ func TestChargeOperationUnknownOutcome(t *testing.T) {
 		t.Fatalf("customer: %d %s", r.Status, r.Raw)
 	}
 	e.customer = r.Data()["_id"].(string)
-	// leave sends an operation and gives up before the Simulator answers,
-	// then waits until the server has recorded the unknown outcome.
+	// leave sends an operation and gives up before the Simulator answers
+	// (400 ms), then waits until the server has recorded the unknown
+	// outcome. The server must have written the operation's intent before
+	// the client leaves: 250 ms leaves room for a loaded machine (100 ms
+	// once did not, on PostgreSQL in CI, and the charge stayed pending).
 	leave := func(method, path, id string, body any) map[string]any {
 		t.Helper()
 		var rd io.Reader // no body on a DELETE: the server never reads one
@@ -362,7 +365,7 @@ func TestChargeOperationUnknownOutcome(t *testing.T) {
 			b, _ := json.Marshal(body)
 			rd = bytes.NewReader(b)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, method, e.URL+path, rd)
 		req.Header.Set("x-user-secret-key", e.Secret)
