@@ -1286,7 +1286,9 @@ func TestCustomerSearch(t *testing.T) {
 	})
 }
 
-// The reference filter, the default list and their counts use an index.
+// The reference filter, the default list and their counts use an index,
+// and so does the gateway filter's look-up of each customer's sources
+// (by payment_sources_customer: no index on the sources' gateway is kept).
 func TestCustomerListQueryPlans(t *testing.T) {
 	if apitest.UsePostgres() {
 		t.Skip("EXPLAIN QUERY PLAN is SQLite's; store/postgres checks its plans with EXPLAIN")
@@ -1311,6 +1313,8 @@ func TestCustomerListQueryPlans(t *testing.T) {
 		{"default count", `SELECT COALESCE(SUM(n), 0) FROM customer_counts WHERE account_id = $1 AND archived = $2`, []any{e.Account, 0}},
 		{"by updated_at", `SELECT ` + cols + ` FROM customers WHERE account_id = $1 AND archived = $2 ORDER BY updated_at ASC, id ASC LIMIT $3 OFFSET $4`,
 			[]any{e.Account, 0, 100, 0}},
+		{"gateway filter", `SELECT ` + cols + ` FROM customers WHERE account_id = $1 AND archived = $2 AND EXISTS (SELECT 1 FROM payment_sources ps WHERE ps.customer_id = customers.id AND ps.gateway_id = $3 AND ps.status = 'active') ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5`,
+			[]any{e.Account, 0, e.Gateway, 100, 0}},
 	} {
 		rows, err := r.QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+q.sql, q.args...)
 		if err != nil {
@@ -1331,7 +1335,7 @@ func TestCustomerListQueryPlans(t *testing.T) {
 			t.Errorf("%s: no index used: %s", q.name, text)
 		}
 		for _, p := range plan {
-			if strings.HasPrefix(p, "SCAN customers") || strings.HasPrefix(p, "SCAN customer_counts") {
+			if strings.HasPrefix(p, "SCAN customers") || strings.HasPrefix(p, "SCAN customer_counts") || strings.HasPrefix(p, "SCAN ps") {
 				t.Errorf("%s: full scan: %s", q.name, text)
 			}
 		}
