@@ -338,6 +338,8 @@ func (e *Engine) Checkpoint(ctx context.Context) error {
 func (e *Engine) loop(ctx context.Context) {
 	defer close(e.done)
 	batch := make([]*job, 0, e.opts.MaxBatch)
+	var last, before int      // the sizes of the last two batches
+	var lastDur time.Duration // how long the last batch took
 	for {
 		var first *job
 		select {
@@ -370,8 +372,62 @@ func (e *Engine) loop(ctx context.Context) {
 				}
 			}
 		}
+		if e.opts.GroupCommit && raw == nil && !first.raw {
+			if target, wait := lingerFor(last, before, lastDur); len(batch) < target {
+				batch, raw = linger(e.jobs, batch, min(target, e.opts.MaxBatch), wait)
+			}
+		}
+		start := time.Now()
 		e.runBatch(batch, raw)
+		lastDur = time.Since(start)
+		last, before = len(batch), last
 	}
+}
+
+// lingerFor is the writer's commit delay: how many writes a batch should
+// hold before it commits, and how long the writer may wait for them.
+//
+// In a closed loop of many clients, batches fall into a lopsided rhythm: a
+// big batch commits while one or two writes arrive, those commit alone at
+// the full price of an fsync while the big batch's clients come back, and
+// so on. The last two batches together show how many writers are cycling;
+// while fewer than half of them are queued, the writer waits up to half its
+// last batch's time (at most 1 ms) for the rest, so the batches even out and
+// each fsync carries about half. A lone client, or two, sees batches of one
+// and is never delayed; the wait ends as soon as the batch is full.
+func lingerFor(last, before int, lastDur time.Duration) (target int, wait time.Duration) {
+	target = (last + before) / 2
+	if target < lingerMinBatch {
+		return 0, 0
+	}
+	return target, min(lastDur/2, lingerMaxWait)
+}
+
+const (
+	lingerMinBatch = 4
+	lingerMaxWait  = time.Millisecond
+)
+
+// linger adds queued writes to batch until it holds target, wait passes, or
+// a raw job arrives (returned to run after the batch).
+func linger(jobs <-chan *job, batch []*job, target int, wait time.Duration) ([]*job, []*job) {
+	if wait <= 0 {
+		return batch, nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(batch) < target {
+		select {
+		case j := <-jobs:
+			if j.raw {
+				return batch, []*job{j}
+			}
+			batch = append(batch, j)
+		case <-t.C:
+			return batch, nil
+		}
+	}
+	return batch, nil
 }
 
 // runBatch commits batch (or runs it, when it is one raw job), then the raw

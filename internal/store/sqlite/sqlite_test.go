@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -239,6 +240,84 @@ func TestGroupCommitBatchesQueuedWrites(t *testing.T) {
 		})
 	}
 }
+
+func TestLingerFor(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		last, before int
+		lastDur      time.Duration
+		target       int
+		wait         time.Duration
+	}{
+		{"first batch", 0, 0, 0, 0, 0},
+		{"one client", 1, 1, 2 * time.Millisecond, 0, 0},
+		{"three clients", 3, 3, 2 * time.Millisecond, 0, 0},
+		{"lopsided rhythm of 32", 31, 1, 3 * time.Millisecond, 16, time.Millisecond},
+		{"even rhythm", 16, 16, 1500 * time.Microsecond, 16, 750 * time.Microsecond},
+		{"after a burst", 64, 1, 400 * time.Microsecond, 32, 200 * time.Microsecond},
+		{"eight clients", 4, 4, time.Millisecond, 4, 500 * time.Microsecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target, wait := lingerFor(tc.last, tc.before, tc.lastDur)
+			if target != tc.target || wait != tc.wait {
+				t.Errorf("lingerFor(%d, %d, %v) = %d, %v; want %d, %v", tc.last, tc.before, tc.lastDur, target, wait, tc.target, tc.wait)
+			}
+		})
+	}
+}
+
+func TestLinger(t *testing.T) {
+	mk := func(name string, raw bool) *job {
+		return &job{ctx: context.WithValue(context.Background(), lingerName{}, name), raw: raw}
+	}
+	names := func(js []*job) []string {
+		var out []string
+		for _, j := range js {
+			out = append(out, j.ctx.Value(lingerName{}).(string))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		queued      []*job
+		late        []*job // sent one by one while linger waits
+		target      int
+		wait        time.Duration
+		batch, raw  []string
+		leftInQueue int
+	}{
+		{"full from the queue, the rest left", []*job{mk("b", false), mk("c", false), mk("d", false), mk("e", false)}, nil, 3, time.Hour, []string{"a", "b", "c"}, nil, 2},
+		{"late arrivals join", nil, []*job{mk("b", false), mk("c", false)}, 3, time.Hour, []string{"a", "b", "c"}, nil, 0},
+		{"nobody comes", nil, nil, 8, 5 * time.Millisecond, []string{"a"}, nil, 0},
+		{"a raw job ends it", []*job{mk("b", false), mk("cp", true), mk("c", false)}, nil, 8, time.Hour, []string{"a", "b"}, []string{"cp"}, 1},
+		{"no wait takes nothing", []*job{mk("b", false)}, nil, 8, 0, []string{"a"}, nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jobs := make(chan *job, 16)
+			for _, j := range tc.queued {
+				jobs <- j
+			}
+			go func() {
+				for _, j := range tc.late {
+					time.Sleep(2 * time.Millisecond)
+					jobs <- j
+				}
+			}()
+			batch, raw := linger(jobs, []*job{mk("a", false)}, tc.target, tc.wait)
+			if diff := cmp.Diff(tc.batch, names(batch)); diff != "" {
+				t.Errorf("batch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.raw, names(raw)); diff != "" {
+				t.Errorf("raw (-want +got):\n%s", diff)
+			}
+			if len(jobs) != tc.leftInQueue {
+				t.Errorf("%d jobs left queued, want %d", len(jobs), tc.leftInQueue)
+			}
+		})
+	}
+}
+
+type lingerName struct{}
 
 func TestGroupCommitUnderConcurrentLoad(t *testing.T) {
 	var rec commits
