@@ -37,6 +37,8 @@ type Options struct {
 	MaxBatch int
 	// OnCommit, when set, observes every commit: batch size and duration.
 	OnCommit func(size int, d time.Duration)
+
+	onLinger func() // tests: called in the writer as it starts a commit delay
 }
 
 // Engine is the SQLite store.Engine.
@@ -160,6 +162,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Engine, error) {
 	// with Switchyard's own on the same disk (measured: charges/s fell).
 	lopts := opts
 	lopts.OnCommit = nil
+	lopts.onLinger = nil
 	if e.ledger, err = openFile(ctx, LedgerPath(dataDir), "ledger_migrations", "NORMAL", lopts); err != nil {
 		e.Close()
 		return nil, err
@@ -338,21 +341,31 @@ func (e *Engine) Checkpoint(ctx context.Context) error {
 func (e *Engine) loop(ctx context.Context) {
 	defer close(e.done)
 	batch := make([]*job, 0, e.opts.MaxBatch)
-	var last, before int      // the sizes of the last two batches
-	var lastDur time.Duration // how long the last batch took
+	var last, before int      // the sizes of the last two committed batches
+	var lastDur time.Duration // how long the last one took
+	var lastEnd time.Time     // when it ended
 	for {
 		var first *job
 		select {
 		case first = <-e.jobs:
-		case <-ctx.Done():
-			// Drain what is queued, then stop.
-			for {
-				select {
-				case j := <-e.jobs:
-					e.runBatch([]*job{j}, nil)
-				default:
-					return
+		default:
+			select {
+			case first = <-e.jobs:
+			case <-ctx.Done():
+				// Drain what is queued, then stop.
+				for {
+					select {
+					case j := <-e.jobs:
+						e.runBatch([]*job{j}, nil)
+					default:
+						return
+					}
 				}
+			}
+			if time.Since(lastEnd) > lastDur {
+				// Idle for longer than a commit: whoever wrote the last
+				// batches is not on its way back.
+				last, before = 0, 0
 			}
 		}
 		batch = append(batch[:0], first)
@@ -371,16 +384,17 @@ func (e *Engine) loop(ctx context.Context) {
 					break fill
 				}
 			}
-		}
-		if e.opts.GroupCommit && raw == nil && !first.raw {
-			if target, wait := lingerFor(last, before, lastDur); len(batch) < target {
+			if target, wait := lingerFor(last, before, lastDur); raw == nil && len(batch) < target {
+				if e.opts.onLinger != nil {
+					e.opts.onLinger()
+				}
 				batch, raw = linger(e.jobs, batch, min(target, e.opts.MaxBatch), wait)
 			}
 		}
-		start := time.Now()
-		e.runBatch(batch, raw)
-		lastDur = time.Since(start)
-		last, before = len(batch), last
+		if d, ok := e.runBatch(batch, raw); ok {
+			lastDur, lastEnd = d, time.Now()
+			last, before = len(batch), last
+		}
 	}
 }
 
@@ -393,8 +407,13 @@ func (e *Engine) loop(ctx context.Context) {
 // so on. The last two batches together show how many writers are cycling;
 // while fewer than half of them are queued, the writer waits up to half its
 // last batch's time (at most 1 ms) for the rest, so the batches even out and
-// each fsync carries about half. A lone client, or two, sees batches of one
-// and is never delayed; the wait ends as soon as the batch is full.
+// each fsync carries about half; the wait ends as soon as the batch is
+// full. One to three clients give batches too small to wait for. When the
+// writer has been idle for longer than its last commit, the loop forgets
+// the batches before (nobody from them is on the way back), so the first
+// write after a quiet spell never waits. (A lone client that follows a
+// burst without a pause can wait twice, each time at most half the commit
+// before, never over 1 ms.)
 func lingerFor(last, before int, lastDur time.Duration) (target int, wait time.Duration) {
 	target = (last + before) / 2
 	if target < lingerMinBatch {
@@ -431,17 +450,22 @@ func linger(jobs <-chan *job, batch []*job, target int, wait time.Duration) ([]*
 }
 
 // runBatch commits batch (or runs it, when it is one raw job), then the raw
-// jobs that were queued behind it.
-func (e *Engine) runBatch(batch, raw []*job) {
+// jobs that were queued behind it. It reports how long the commit took,
+// and false when there was none.
+func (e *Engine) runBatch(batch, raw []*job) (time.Duration, bool) {
 	if len(batch) == 1 && batch[0].raw {
 		raw, batch = append([]*job{batch[0]}, raw...), nil
 	}
+	var took time.Duration
 	if len(batch) > 0 {
+		start := time.Now()
 		e.commit(context.Background(), batch)
+		took = time.Since(start)
 	}
 	for _, j := range raw {
 		j.err <- j.run(e.wq)
 	}
+	return took, len(batch) > 0
 }
 
 // commit runs one batch and reports every job's outcome after its COMMIT.

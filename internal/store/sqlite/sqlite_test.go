@@ -319,6 +319,79 @@ func TestLinger(t *testing.T) {
 
 type lingerName struct{}
 
+// TestLingerInTheWriter drives the writer's loop: a write queued while a
+// batch of 16 commits waits for company; a lone client after a pause does
+// not.
+func TestLingerInTheWriter(t *testing.T) {
+	var rec commits
+	var e *Engine
+	var lingers atomic.Int32
+	late := make(chan (<-chan error), 1)
+	opts := Options{GroupCommit: true, OnCommit: rec.add, onLinger: func() {
+		// In the writer, before its wait starts: queue one more write.
+		if lingers.Add(1) == 1 {
+			late <- goWrite(context.Background(), e, insert(102, "late"))
+			waitQueued(t, e, 1)
+		}
+	}}
+	e = openEngine(t, t.TempDir(), opts)
+	newTable(t, e)
+	rec.take()
+
+	release := block(t, e)
+	var res []<-chan error
+	queuedInBatch := make(chan (<-chan error), 1)
+	for i := range 16 {
+		fn := insert(i, "v")
+		switch i {
+		case 0:
+			// A slow batch: the writer may then wait up to 1 ms.
+			fn = func(q store.Querier) error { time.Sleep(2 * time.Millisecond); return insert(0, "v")(q) }
+		case 15:
+			// A write arrives while this batch runs, as in a closed loop.
+			fn = func(q store.Querier) error {
+				queuedInBatch <- goWrite(context.Background(), e, insert(101, "next"))
+				waitQueued(t, e, 1)
+				return insert(15, "v")(q)
+			}
+		}
+		res = append(res, goWrite(context.Background(), e, fn))
+	}
+	waitQueued(t, e, 16)
+	release()
+	for i, c := range res {
+		if err := result(t, c); err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	if err := result(t, <-queuedInBatch); err != nil {
+		t.Errorf("write queued during the batch: %v", err)
+	}
+	if lingers.Load() != 1 {
+		t.Fatalf("the writer started %d commit delays after a batch of 16 with a write queued, want 1", lingers.Load())
+	}
+	if err := result(t, <-late); err != nil {
+		t.Errorf("write that arrived during the delay: %v", err)
+	}
+	// One client after a pause longer than a commit: it never waits,
+	// whatever the batches before it held.
+	time.Sleep(200 * time.Millisecond)
+	for i := range 3 {
+		if err := e.Write(context.Background(), insert(200+i, "lone")); err != nil {
+			t.Fatalf("lone write %d: %v", i, err)
+		}
+	}
+	if got, want := rec.take(), []int{1, 16, 2, 1, 1, 1}; !slices.Equal(got, want) {
+		t.Errorf("batch sizes = %v, want %v", got, want)
+	}
+	if n := lingers.Load(); n != 1 {
+		t.Errorf("%d commit delays in all, want 1 (a lone client must not wait)", n)
+	}
+	if got := len(rows(t, e)); got != 16+2+3 {
+		t.Errorf("%d rows, want %d", got, 16+2+3)
+	}
+}
+
 func TestGroupCommitUnderConcurrentLoad(t *testing.T) {
 	var rec commits
 	e := openEngine(t, t.TempDir(), Options{GroupCommit: true, OnCommit: rec.add})
