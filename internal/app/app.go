@@ -201,6 +201,9 @@ func open(ctx context.Context, name string, args []string, getenv func(string) s
 		if err := sqlite.PageCacheLayer(); err != nil {
 			log.Warn("the SQLite page-cache layer is not in place: commits are slower", "err", err)
 		}
+		if _, kept := sqlite.Unmutexed(); kept > 0 {
+			log.Warn("SQLite connections kept their own mutex (the driver's layout changed): reads are slower", "connections", kept)
+		}
 	}
 	st := store.New(eng)
 	if err := StartKeys(ctx, st, ring); err != nil {

@@ -688,6 +688,10 @@ func TestBinarySIGTERM(t *testing.T) {
 	if strings.Contains(stderr.String(), "page-cache layer") {
 		t.Errorf("the binary runs without the page-cache layer: %s", stderr.String())
 	}
+	// And its connections run without their own mutex (nomutex.go).
+	if strings.Contains(stderr.String(), "kept their own mutex") {
+		t.Errorf("the binary's SQLite connections kept their mutex: %s", stderr.String())
+	}
 }
 
 // A name over 100 characters is a bad value: one stderr line, exit 2 (§11).

@@ -24,11 +24,12 @@ import (
 // file locks, the WAL index) keep their own mutexes.
 //
 // The driver has no option for it, so a connection hook drops the mutex
-// after the open, on every connection of the driver registered as
-// "sqlite" in this process (nothing here shares one between goroutines;
-// a future Conn.Raw or backup of a live connection must not either): the handle is read by the field's name, checked to be
-// an open connection, and its mutex freed. If the driver's layout ever
-// changes the hook leaves the connection as it is (Unmutexed tells).
+// after the open, on every connection of the driver registered as "sqlite"
+// in this process: the handle is read by the field's name, checked to be an
+// open connection, and its mutex freed. Nothing here shares a connection
+// between goroutines; a future Conn.Raw or backup of a live connection
+// must not either. If the driver's layout ever changes, the hook leaves
+// the connection as it is (Unmutexed tells, and the server warns).
 func init() {
 	sqlite.RegisterConnectionHook(dropMutex)
 }
