@@ -115,6 +115,7 @@ type worker struct {
 	errors   int64
 	samples  []errSample
 	idBuf    []byte
+	wire     *wireClient
 	base     string // the node this worker sends to, when -url names several
 }
 
@@ -171,37 +172,18 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		if w.base != "" {
 			url = w.base + strings.TrimPrefix(url, cfg.url)
 		}
-		req, err := newRequest(ctx, tgt.method, url, body, cfg.key)
-		if err != nil {
-			w.fail("request: " + err.Error())
-			return
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				w.cut++
-				return // cut off by the end of the run: not a server error
-			}
-			if !start.Before(measureStart) {
-				w.requests++
-				w.fail("transport: " + truncate(err.Error()))
-			}
-			return
-		}
+		var status int
 		var snip []byte
-		if resp.StatusCode == tgt.expect {
-			_, err = io.Copy(io.Discard, resp.Body)
+		var err error
+		if w.wire != nil {
+			status, snip, err = w.wire.do(ctx, tgt.method, url, body, tgt.expect)
 		} else {
-			snip, err = io.ReadAll(io.LimitReader(resp.Body, 200))
-			if err == nil {
-				_, err = io.Copy(io.Discard, resp.Body)
-			}
+			status, snip, err = netHTTPDo(ctx, hc, tgt.method, url, body, cfg.key, tgt.expect)
 		}
-		resp.Body.Close()
 		elapsed := time.Since(start)
 		if err != nil && ctx.Err() != nil {
 			w.cut++
-			return
+			return // cut off by the end of the run: not a server error
 		}
 		if start.Before(measureStart) {
 			return // warmup
@@ -209,10 +191,10 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		w.requests++
 		switch {
 		case err != nil:
-			w.fail("transport: reading body: " + truncate(err.Error()))
-		case resp.StatusCode != tgt.expect:
+			w.fail("transport: " + truncate(err.Error()))
+		case status != tgt.expect:
 			w.lat = append(w.lat, elapsed)
-			w.fail("status=" + strconv.Itoa(resp.StatusCode) + " body=" + snippet(snip))
+			w.fail("status=" + strconv.Itoa(status) + " body=" + snippet(snip))
 		default:
 			w.lat = append(w.lat, elapsed)
 		}
@@ -223,6 +205,9 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 	// would spread connections.
 	newWorker := func(i int) *worker {
 		w := &worker{lat: make([]time.Duration, 0, 1024)}
+		if cfg.client != "net/http" {
+			w.wire = newWireClient(cfg.key)
+		}
 		if len(cfg.urls) > 1 && cfg.scenario != "bare" {
 			w.base = cfg.urls[i%len(cfg.urls)]
 		}
@@ -298,6 +283,11 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 	}
 
 	wg.Wait()
+	for _, w := range workers {
+		if w.wire != nil {
+			w.wire.close()
+		}
+	}
 	// The measured window: the full -d, or less if interrupted.
 	window := min(max(time.Since(measureStart), 0), cfg.d)
 
@@ -338,6 +328,30 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		res.ErrorSamples = append(res.ErrorSamples, fmt.Sprintf("%s (x%d)", s.key, s.count))
 	}
 	return res
+}
+
+// netHTTPDo is the wire client's counterpart through Go's net/http client
+// (-client net/http).
+func netHTTPDo(ctx context.Context, hc *http.Client, method, url string, body []byte, key string, expect int) (int, []byte, error) {
+	req, err := newRequest(ctx, method, url, body, key)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var snip []byte
+	if resp.StatusCode != expect {
+		if snip, err = io.ReadAll(io.LimitReader(resp.Body, 200)); err != nil {
+			return 0, nil, fmt.Errorf("reading body: %w", err)
+		}
+	}
+	if _, err = io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, nil, fmt.Errorf("reading body: %w", err)
+	}
+	return resp.StatusCode, snip, nil
 }
 
 func mergeSamples(into, from []errSample) []errSample {

@@ -38,6 +38,7 @@ const (
 // config holds the parsed, validated flags.
 type config struct {
 	url      string   // the (first) server's base URL
+	client   string   // wire or net/http
 	urls     []string // every node -url names, url first
 	key      string
 	c        int
@@ -111,6 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.scenario, "scenario", "gateway-create", "one of: "+strings.Join(scenarioNames(), ", "))
 	fs.StringVar(&cfg.path, "path", "", "request path for -scenario get, e.g. /v1/gateways; {rand:N} becomes a random integer in [0,N) per request")
 	fs.StringVar(&cfg.gateway, "gateway", "", "gateway_id for -scenario customer-create-card")
+	fs.StringVar(&cfg.client, "client", "wire", "HTTP client of the timed run: wire (lean keep-alive HTTP/1.1, the default) or net/http "+
+		"(Go's client, as used for figures recorded before the wire client; it spends about twice the CPU per request)")
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON result object instead of text")
 	fs.StringVar(&cfg.dir, "dir", "", "directory for -scenario fsync's temp file (use the data dir's filesystem)")
 	fs.IntVar(&cfg.seed, "seed", 0, "bulk-load N customers into the stopped server's store at -data-dir (needs -key), then exit")
@@ -144,6 +147,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("-rate must be in [0, 1e7], got %v", cfg.rate)
 	}
 
+	if cfg.client != "wire" && cfg.client != "net/http" {
+		return cfg, fmt.Errorf("-client must be wire or net/http, got %q", cfg.client)
+	}
 	if _, ok := scenarios[cfg.scenario]; !ok {
 		return cfg, fmt.Errorf("unknown -scenario %q (want one of: %s)", cfg.scenario, strings.Join(scenarioNames(), ", "))
 	}

@@ -30,9 +30,15 @@ func runJSON(t *testing.T, args ...string) (result, int, string) {
 }
 
 func TestBare(t *testing.T) {
+	for _, client := range []string{"wire", "net/http"} {
+		t.Run(strings.ReplaceAll(client, "/", "-"), func(t *testing.T) { testBare(t, client) })
+	}
+}
+
+func testBare(t *testing.T, client string) {
 	before := runtime.NumGoroutine()
 	start := time.Now()
-	res, code, stderr := runJSON(t, "-scenario", "bare", "-c", "4", "-d", "300ms", "-warmup", "50ms", "-json")
+	res, code, stderr := runJSON(t, "-scenario", "bare", "-client", client, "-c", "4", "-d", "300ms", "-warmup", "50ms", "-json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -224,6 +230,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"-url", "127.0.0.1:8080"},
 		{"-bogus"},
 		{"-scenario", "bare", "extra"},
+		{"-scenario", "bare", "-client", "curl"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 {
