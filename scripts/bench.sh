@@ -16,7 +16,8 @@
 # and without group commit, vault create), customers (flow 1, flow 4, get),
 # charge (charge by customer_id, --simulator-latency 1ms), million (seed
 # BENCH_SEED customers into one account, then reference/list/search).
-# Knobs: BENCH_C, BENCH_D, BENCH_WARMUP, BENCH_RUNS, BENCH_SEED, BENCH_DIR
+# Knobs: BENCH_CLIENT (the load tool's -client: wire, or net/http as in the
+# figures recorded before 3b75ad1), BENCH_C, BENCH_D, BENCH_WARMUP, BENCH_RUNS, BENCH_SEED, BENCH_DIR
 # (where data dirs go: use the disk you want measured), BENCH_OUT,
 # BENCH_WAIT_QUIET=1 (before each group, wait up to 10 min for the 1-minute
 # load average to drop below 1.5), BENCH_KEEP=1 (keep the data dirs),
@@ -32,6 +33,7 @@ C=${BENCH_C:-32}
 D=${BENCH_D:-10s}
 W=${BENCH_WARMUP:-2s}
 RUNS=${BENCH_RUNS:-3}
+CLIENT=${BENCH_CLIENT:-wire}
 SEED=${BENCH_SEED:-1000000}
 ONLY=${BENCH_ONLY:-fsync,write,customers,charge,million}
 WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/switchyard-bench.XXXXXX")
@@ -71,7 +73,7 @@ echo "go:        $(go version)"
 echo "commit:    $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
 echo "data dirs: $WORK ($(df -P "$WORK" | awk 'NR==2{print $1}'))"
 echo "load:      $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "settings:  -c $C -d $D -warmup $W, $RUNS runs each, bare run right before each"
+echo "settings:  -c $C -d $D -warmup $W -client $CLIENT, $RUNS runs each, bare run right before each"
 
 wait_quiet() {
 	[ -n "${BENCH_WAIT_QUIET:-}" ] || return 0
@@ -130,7 +132,7 @@ field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 # load ARGS...: one run of the load tool; prints its line, returns it in LINE.
 LINE=
 load() {
-	LINE=$(timeout 180 "$LOAD" "$@" 2>>"$LOG") || {
+	LINE=$(timeout 180 "$LOAD" -client "$CLIENT" "$@" 2>>"$LOG") || {
 		echo "load tool failed: $*" >&2
 		tail -5 "$LOG" >&2
 		exit 1
