@@ -121,7 +121,9 @@ func TestGetPathTemplate(t *testing.T) {
 	}
 }
 
-func TestUnfinished(t *testing.T) {
+func TestUnfinished(t *testing.T) { forClients(t, testUnfinished) }
+
+func testUnfinished(t *testing.T, client string) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -133,7 +135,7 @@ func TestUnfinished(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	res, code, stderr := runJSON(t, "-url", srv.URL, "-scenario", "get", "-path", "/slow", "-c", "3", "-d", "100ms", "-warmup", "0s", "-json")
+	res, code, stderr := runJSON(t, "-client", client, "-url", srv.URL, "-scenario", "get", "-path", "/slow", "-c", "3", "-d", "100ms", "-warmup", "0s", "-json")
 	if code != 0 || res.Requests != 0 || res.Errors != 0 || res.Unfinished != 3 || res.RPS != 0 {
 		t.Errorf("exit=%d requests=%d errors=%d unfinished=%d, want 0, 0, 3: %s", code, res.Requests, res.Errors, res.Unfinished, stderr)
 	}

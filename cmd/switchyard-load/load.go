@@ -176,7 +176,7 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 		var snip []byte
 		var err error
 		if w.wire != nil {
-			status, snip, err = w.wire.do(ctx, tgt.method, url, body, tgt.expect)
+			status, snip, err = w.wire.do(tgt.method, url, body, tgt.expect)
 		} else {
 			status, snip, err = netHTTPDo(ctx, hc, tgt.method, url, body, cfg.key, tgt.expect)
 		}
@@ -206,7 +206,7 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 	newWorker := func(i int) *worker {
 		w := &worker{lat: make([]time.Duration, 0, 1024)}
 		if cfg.client != "net/http" {
-			w.wire = newWireClient(cfg.key)
+			w.wire = newWireClient(ctx, cfg.key)
 		}
 		if len(cfg.urls) > 1 && cfg.scenario != "bare" {
 			w.base = cfg.urls[i%len(cfg.urls)]

@@ -169,10 +169,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		cfg.urls = nil
 		for _, one := range strings.Split(cfg.url, ",") {
 			u, err := url.Parse(one)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 				return cfg, fmt.Errorf("-url must be an absolute http(s) URL, got %q", one)
 			}
-			cfg.urls = append(cfg.urls, strings.TrimRight(one, "/"))
+			if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+				return cfg, fmt.Errorf("-url must have no credentials, query or fragment, got %q", one)
+			}
+			// url.Parse lower-cases the scheme; the wire client reads it as is.
+			cfg.urls = append(cfg.urls, u.Scheme+"://"+u.Host+strings.TrimRight(u.EscapedPath(), "/"))
 		}
 		cfg.url = cfg.urls[0]
 	}
@@ -183,6 +187,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		if !strings.HasPrefix(cfg.path, "/") {
 			cfg.path = "/" + cfg.path
+		}
+		for i := 0; i < len(cfg.path); i++ {
+			if c := cfg.path[i]; c <= ' ' || c >= 0x7f {
+				return cfg, fmt.Errorf("-path must be URL-encoded (no spaces, control or non-ASCII bytes), got %q", cfg.path)
+			}
 		}
 		if err := checkPathTemplate(cfg.path); err != nil {
 			return cfg, err

@@ -29,9 +29,12 @@ func runJSON(t *testing.T, args ...string) (result, int, string) {
 	return res, code, errOut.String()
 }
 
-func TestBare(t *testing.T) {
+func TestBare(t *testing.T) { forClients(t, testBare) }
+
+// forClients runs a test once with each -client.
+func forClients(t *testing.T, test func(t *testing.T, client string)) {
 	for _, client := range []string{"wire", "net/http"} {
-		t.Run(strings.ReplaceAll(client, "/", "-"), func(t *testing.T) { testBare(t, client) })
+		t.Run(strings.ReplaceAll(client, "/", "-"), func(t *testing.T) { test(t, client) })
 	}
 }
 
@@ -67,8 +70,10 @@ func testBare(t *testing.T, client string) {
 	}
 }
 
-func TestBareOpenLoop(t *testing.T) {
-	res, code, stderr := runJSON(t, "-scenario", "bare", "-c", "4", "-d", "400ms", "-warmup", "0s", "-rate", "200", "-json")
+func TestBareOpenLoop(t *testing.T) { forClients(t, testBareOpenLoop) }
+
+func testBareOpenLoop(t *testing.T, client string) {
+	res, code, stderr := runJSON(t, "-client", client, "-scenario", "bare", "-c", "4", "-d", "400ms", "-warmup", "0s", "-rate", "200", "-json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -78,7 +83,9 @@ func TestBareOpenLoop(t *testing.T) {
 	}
 }
 
-func TestGetCountsServerErrors(t *testing.T) {
+func TestGetCountsServerErrors(t *testing.T) { forClients(t, testGetCountsServerErrors) }
+
+func testGetCountsServerErrors(t *testing.T, client string) {
 	var n, withKey atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("x-user-secret-key") == "sekret" {
@@ -97,7 +104,7 @@ func TestGetCountsServerErrors(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	res, code, stderr := runJSON(t, "-url", srv.URL, "-key", "sekret", "-scenario", "get", "-path", "/v1/thing",
+	res, code, stderr := runJSON(t, "-client", client, "-url", srv.URL, "-key", "sekret", "-scenario", "get", "-path", "/v1/thing",
 		"-c", "2", "-d", "300ms", "-warmup", "0s", "-json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -241,7 +248,9 @@ func TestBadFlagsExit2(t *testing.T) {
 
 // -url with several nodes: the workers share them out and every request
 // keeps its path; the setup probe goes to the first.
-func TestLoadSpreadsOverNodes(t *testing.T) {
+func TestLoadSpreadsOverNodes(t *testing.T) { forClients(t, testLoadSpreadsOverNodes) }
+
+func testLoadSpreadsOverNodes(t *testing.T, client string) {
 	var hits [2]atomic.Int64
 	var paths sync.Map
 	srvs := make([]*httptest.Server, 2)
@@ -253,7 +262,7 @@ func TestLoadSpreadsOverNodes(t *testing.T) {
 		}))
 		defer srvs[i].Close()
 	}
-	res, code, stderr := runJSON(t, "-url", srvs[0].URL+","+srvs[1].URL+"/", "-scenario", "get", "-path", "/v1/thing",
+	res, code, stderr := runJSON(t, "-client", client, "-url", srvs[0].URL+","+srvs[1].URL+"/", "-scenario", "get", "-path", "/v1/thing",
 		"-c", "4", "-d", "200ms", "-warmup", "0s", "-json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -267,7 +276,7 @@ func TestLoadSpreadsOverNodes(t *testing.T) {
 		}
 		return true
 	})
-	if _, code, _ := runJSON(t, "-url", srvs[0].URL+",ftp://x", "-scenario", "get", "-path", "/v1/thing", "-d", "10ms"); code != 2 {
+	if _, code, _ := runJSON(t, "-client", client, "-url", srvs[0].URL+",ftp://x", "-scenario", "get", "-path", "/v1/thing", "-d", "10ms"); code != 2 {
 		t.Errorf("a bad second URL: exit %d, want 2", code)
 	}
 }

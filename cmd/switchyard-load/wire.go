@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,102 +25,142 @@ import (
 // of it was taken from the server. Setup requests still go through
 // net/http.
 //
+// Over https it speaks HTTP/1.1 only, where net/http's client would
+// negotiate HTTP/2 and share one connection among the workers.
+//
 // A wireClient belongs to one worker; it is not safe for concurrent use.
 type wireClient struct {
+	ctx   context.Context // the run: its end unblocks every request in flight
 	key   string
+	tls   *tls.Config          // nil: the system's roots
 	conns map[string]*wireConn // by scheme://host
 	req   []byte
 }
 
 type wireConn struct {
-	nc   net.Conn
-	br   *bufio.Reader
-	stop func() bool // unregisters the context hook
+	nc       net.Conn // raw, or TLS over it
+	raw      net.Conn
+	br       *bufio.Reader
+	stop     func() bool // unregisters the context hook
+	lastUsed time.Time
 }
+
+// idleCheck is how long a connection may sit unused before it is checked
+// for a close by the server (an idle timeout) before its next request.
+// A variable for tests.
+var idleCheck = time.Second
 
 // errWireProtocol marks a response this client cannot read (malformed, or
 // a feature the server should not use on these requests).
 var errWireProtocol = errors.New("malformed HTTP response")
 
-func newWireClient(key string) *wireClient {
-	return &wireClient{key: key, conns: make(map[string]*wireConn), req: make([]byte, 0, 1024)}
+// newWireClient returns a client for the run ctx: when ctx ends, a request
+// in flight fails with a deadline error.
+func newWireClient(ctx context.Context, key string) *wireClient {
+	return &wireClient{ctx: ctx, key: key, conns: make(map[string]*wireConn), req: make([]byte, 0, 1024)}
 }
 
 // close closes every connection.
 func (c *wireClient) close() {
-	for k, wc := range c.conns {
-		wc.stop()
-		wc.nc.Close()
-		delete(c.conns, k)
+	for origin := range c.conns {
+		c.drop(origin)
 	}
 }
 
-// do sends one request to rawURL (an absolute http or https URL) and reads
-// the whole response. It returns the status and, when the status is not
-// expect, up to 200 bytes of the body. Any error closes the connection;
-// the next request dials a new one. A request still unanswered when ctx
-// ends fails with an error wrapping os.ErrDeadlineExceeded or
-// net.ErrClosed.
-func (c *wireClient) do(ctx context.Context, method, rawURL string, body []byte, expect int) (int, []byte, error) {
+func (c *wireClient) drop(origin string) {
+	if wc := c.conns[origin]; wc != nil {
+		wc.stop()
+		wc.nc.Close()
+		delete(c.conns, origin)
+	}
+}
+
+// do sends one request to rawURL (an absolute URL whose scheme is
+// lower-case http or https, as parseFlags makes them) and reads the whole
+// response. It returns the status and, when the status is not expect, up
+// to 200 bytes of the body. Any error closes the connection; the next
+// request dials a new one. A request still unanswered when the run's
+// context ends fails with an error wrapping os.ErrDeadlineExceeded.
+func (c *wireClient) do(method, rawURL string, body []byte, expect int) (int, []byte, error) {
 	origin, path, ok := splitURL(rawURL)
 	if !ok {
 		return 0, nil, fmt.Errorf("unsupported URL %q", rawURL)
 	}
-	wc, err := c.conn(ctx, origin)
+	wc, err := c.conn(origin)
 	if err != nil {
 		return 0, nil, err
 	}
 	c.req = appendRequest(c.req[:0], method, origin, path, c.key, body)
 	status, snip, keep, err := wc.roundTrip(c.req, expect)
 	if err != nil || !keep {
-		wc.stop()
-		wc.nc.Close()
-		delete(c.conns, origin)
+		c.drop(origin)
+	} else {
+		wc.lastUsed = time.Now()
 	}
 	return status, snip, err
 }
 
-func (c *wireClient) conn(ctx context.Context, origin string) (*wireConn, error) {
+// conn returns the kept connection to origin if it is still usable, else
+// a new one.
+func (c *wireClient) conn(origin string) (*wireConn, error) {
 	if wc := c.conns[origin]; wc != nil {
-		return wc, nil
-	}
-	tlsOn := strings.HasPrefix(origin, "https://")
-	host := origin[strings.Index(origin, "://")+3:]
-	addr := host
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		if tlsOn {
-			addr = net.JoinHostPort(host, "443")
-		} else {
-			addr = net.JoinHostPort(host, "80")
+		if wc.usable() {
+			return wc, nil
 		}
+		c.drop(origin)
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	u, err := url.Parse(origin)
 	if err != nil {
 		return nil, err
 	}
-	if tlsOn {
-		name, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			nc.Close()
-			return nil, err
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
 		}
-		tc := tls.Client(nc, &tls.Config{ServerName: name})
-		if err := tc.HandshakeContext(ctx); err != nil {
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(c.ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return nil, err
+	}
+	raw := nc
+	if u.Scheme == "https" {
+		cfg := c.tls.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		cfg.ServerName = u.Hostname()
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(c.ctx); err != nil {
 			nc.Close()
 			return nil, err
 		}
 		nc = tc
 	}
-	wc := &wireConn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10)}
+	wc := &wireConn{nc: nc, raw: raw, br: bufio.NewReaderSize(nc, 4<<10), lastUsed: time.Now()}
 	// The end of the run (or an interrupt) unblocks a request in flight.
-	wc.stop = context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	wc.stop = context.AfterFunc(c.ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	c.conns[origin] = wc
 	return wc, nil
 }
 
+// usable reports whether a kept connection can carry the next request:
+// nothing unread is waiting on it (bytes between responses would be read
+// as the next answer), and after an idle spell the server has not closed
+// it (net/http's client learns that from its reader goroutine).
+func (wc *wireConn) usable() bool {
+	if wc.br.Buffered() > 0 {
+		return false
+	}
+	return time.Since(wc.lastUsed) < idleCheck || quiet(wc.raw)
+}
+
 // splitURL splits "http://host:port/path?q" into its origin and its
-// request target ("/" when the URL has no path).
+// request target ("/" when the URL has no path). The scheme must be
+// lower-case.
 func splitURL(u string) (origin, path string, ok bool) {
 	var rest string
 	switch {
@@ -213,34 +254,51 @@ func (wc *wireConn) readHead() (status int, length int64, chunked, keep bool, er
 	if err != nil {
 		return 0, 0, false, false, err
 	}
-	// "HTTP/1.1 201 Created"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+	// "HTTP/1.1 201 Created" (the reason phrase may be empty)
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') ||
+		line[8] != ' ' || (len(line) > 12 && line[12] != ' ') || !allDigits(line[9:12]) {
 		return 0, 0, false, false, errWireProtocol
 	}
-	status, err = strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 {
+	status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if status < 100 || status == 101 { // nothing here asks to switch protocols
 		return 0, 0, false, false, errWireProtocol
 	}
 	keep = line[7] == '1' // HTTP/1.0 closes unless told otherwise
 	length = -1
+	var sawClose, sawKeepAlive bool
 	for {
 		line, err := wc.line()
 		if err != nil {
 			return 0, 0, false, false, err
 		}
 		if len(line) == 0 {
+			if sawClose {
+				keep = false
+			} else if sawKeepAlive {
+				keep = true
+			}
+			if chunked && length >= 0 {
+				// RFC 9112 §6.3: a message with both may be an attack on
+				// the framing; never read it as either.
+				return 0, 0, false, false, errWireProtocol
+			}
 			return status, length, chunked, keep, nil
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' || bytes.ContainsAny(line[:colon], " \t") {
+			// No name, an obsolete folded line, or space before the colon
+			// (RFC 9112 §5.1: reject).
 			return 0, 0, false, false, errWireProtocol
 		}
 		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
+			if !allDigits(value) || len(value) > 18 {
 				return 0, 0, false, false, errWireProtocol
+			}
+			n, _ := strconv.ParseInt(string(value), 10, 64)
+			if length >= 0 && n != length {
+				return 0, 0, false, false, errWireProtocol // differing lengths
 			}
 			length = n
 		case asciiEqualFold(name, "Transfer-Encoding"):
@@ -249,13 +307,25 @@ func (wc *wireConn) readHead() (status int, length int64, chunked, keep bool, er
 				return 0, 0, false, false, errWireProtocol
 			}
 		case asciiEqualFold(name, "Connection"):
-			if asciiEqualFold(value, "close") {
-				keep = false
-			} else if asciiEqualFold(value, "keep-alive") {
-				keep = true
+			for opt := range bytes.SplitSeq(value, []byte(",")) {
+				opt = bytes.TrimSpace(opt)
+				sawClose = sawClose || asciiEqualFold(opt, "close")
+				sawKeepAlive = sawKeepAlive || asciiEqualFold(opt, "keep-alive")
 			}
 		}
 	}
+}
+
+func allDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // line reads one CRLF-terminated line without its terminator. The slice is

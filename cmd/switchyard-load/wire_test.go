@@ -48,6 +48,16 @@ func TestWireClientAgainstNetHTTP(t *testing.T) {
 	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("/notmodified", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"x"`)
+		w.WriteHeader(http.StatusNotModified)
+	})
+	mux.HandleFunc("/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "abc")
+	})
 	mux.HandleFunc("/early-hints", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", "</style.css>; rel=preload")
 		w.WriteHeader(http.StatusEarlyHints)
@@ -63,7 +73,7 @@ func TestWireClientAgainstNetHTTP(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 
-	c := newWireClient("sk_test")
+	c := newWireClient(context.Background(), "sk_test")
 	defer c.close()
 	tests := []struct {
 		path      string
@@ -80,6 +90,9 @@ func TestWireClientAgainstNetHTTP(t *testing.T) {
 		{"/error", 200, 500, big[:200], 0},
 		{"/short-error", 201, 400, `{"status":400}`, 0},
 		{"/nocontent", 204, 204, "", 0},
+		{"/notmodified", 200, 304, "", 0},
+		{"/trailers", 202, 202, "", 0},
+		{"/trailers", 200, 202, "body", 0},
 		{"/early-hints", 200, 200, "", 0},
 		{"/early-hints", 201, 200, "final", 0},
 		{"/close", 200, 200, "", 0},
@@ -88,7 +101,7 @@ func TestWireClientAgainstNetHTTP(t *testing.T) {
 	}
 	for i, tt := range tests {
 		before := dials.Load()
-		status, snip, err := c.do(context.Background(), http.MethodGet, srv.URL+tt.path, nil, tt.expect)
+		status, snip, err := c.do(http.MethodGet, srv.URL+tt.path, nil, tt.expect)
 		if err != nil {
 			t.Fatalf("%d %s: %v", i, tt.path, err)
 		}
@@ -101,18 +114,23 @@ func TestWireClientAgainstNetHTTP(t *testing.T) {
 	}
 }
 
-// TestClientsSendTheSameRequest: the server sees the same method, target,
-// headers that matter and body from either client.
+// TestClientsSendTheSameRequest: the server sees the same request from
+// either client, but for User-Agent and net/http's Accept-Encoding.
 func TestClientsSendTheSameRequest(t *testing.T) {
 	type seen struct {
-		Method, URI, Host, Key, ContentType, Accept, Body string
-		ContentLength                                    int64
+		Method, URI, Host, Proto, Body string
+		ContentLength                  int64
+		TransferEncoding               []string
+		Close                          bool
+		Header                         http.Header
 	}
 	got := make(chan seen, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		got <- seen{r.Method, r.RequestURI, r.Host, r.Header.Get("x-user-secret-key"), r.Header.Get("Content-Type"),
-			r.Header.Get("Accept"), string(b), r.ContentLength}
+		h := r.Header.Clone()
+		h.Del("User-Agent")
+		h.Del("Accept-Encoding")
+		got <- seen{r.Method, r.RequestURI, r.Host, r.Proto, string(b), r.ContentLength, r.TransferEncoding, r.Close, h}
 	}))
 	defer srv.Close()
 	hc := srv.Client()
@@ -125,8 +143,8 @@ func TestClientsSendTheSameRequest(t *testing.T) {
 		{http.MethodGet, "/v1/customers/abc?limit=2", nil},
 		{http.MethodPost, "/v1/charges", []byte{}},
 	} {
-		wc := newWireClient("sk_x")
-		if _, _, err := wc.do(context.Background(), tt.method, srv.URL+tt.path, tt.body, 200); err != nil {
+		wc := newWireClient(context.Background(), "sk_x")
+		if _, _, err := wc.do(tt.method, srv.URL+tt.path, tt.body, 200); err != nil {
 			t.Fatal(err)
 		}
 		wc.close()
@@ -153,6 +171,14 @@ func TestWireClientBadResponses(t *testing.T) {
 		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -4\r\n\r\n", errWireProtocol},
 		{"header without colon", "HTTP/1.1 200 OK\r\nnonsense\r\n\r\n", errWireProtocol},
 		{"gzip framing", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", errWireProtocol},
+		{"four-digit status", "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", errWireProtocol},
+		{"HTTP/1.2", "HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n", errWireProtocol},
+		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\n\r\n", errWireProtocol},
+		{"space before the colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", errWireProtocol},
+		{"folded header", "HTTP/1.1 200 OK\r\nX-A: 1\r\n  2\r\nContent-Length: 0\r\n\r\n", errWireProtocol},
+		{"signed length", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", errWireProtocol},
+		{"differing lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!", errWireProtocol},
+		{"length and chunked", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", errWireProtocol},
 		{"bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", errWireProtocol},
 		{"chunk without CRLF", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", errWireProtocol},
 		{"hang-up in the head", "HTTP/1.1 200 OK\r\nContent-Le", io.ErrUnexpectedEOF},
@@ -163,9 +189,9 @@ func TestWireClientBadResponses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := oneShotServer(t, tt.answer)
-			c := newWireClient("")
+			c := newWireClient(context.Background(), "")
 			defer c.close()
-			status, _, err := c.do(context.Background(), http.MethodGet, "http://"+addr+"/", nil, 200)
+			status, _, err := c.do(http.MethodGet, "http://"+addr+"/", nil, 200)
 			if !errors.Is(err, tt.want) || status != 0 {
 				t.Errorf("status %d err %v, want 0 and %v", status, err, tt.want)
 			}
@@ -180,8 +206,8 @@ func TestWireClientBadResponses(t *testing.T) {
 // ends with the connection.
 func TestWireClientReadsToEOF(t *testing.T) {
 	addr := oneShotServer(t, "HTTP/1.0 404 Not Found\r\n\r\nno such thing")
-	c := newWireClient("")
-	status, snip, err := c.do(context.Background(), http.MethodGet, "http://"+addr+"/x", nil, 200)
+	c := newWireClient(context.Background(), "")
+	status, snip, err := c.do(http.MethodGet, "http://"+addr+"/x", nil, 200)
 	if err != nil || status != 404 || string(snip) != "no such thing" {
 		t.Errorf("got %d %q %v", status, snip, err)
 	}
@@ -207,10 +233,10 @@ func TestWireClientDeadline(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	c := newWireClient("")
+	c := newWireClient(ctx, "")
 	defer c.close()
 	start := time.Now()
-	_, _, err = c.do(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/", nil, 200)
+	_, _, err = c.do(http.MethodGet, "http://"+ln.Addr().String()+"/", nil, 200)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("err = %v, want a deadline error", err)
 	}
@@ -271,4 +297,173 @@ func oneShotServer(t *testing.T, answer string) string {
 		fmt.Fprint(nc, answer)
 	}()
 	return ln.Addr().String()
+}
+
+// TestWireClientRedialsAfterServerClose: a connection the server closed
+// while it sat idle is not reused; the request goes on a new one.
+func TestWireClientRedialsAfterServerClose(t *testing.T) {
+	defer func(d time.Duration) { idleCheck = d }(idleCheck)
+	idleCheck = 0
+	var dials atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.IdleTimeout = 50 * time.Millisecond
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newWireClient(context.Background(), "")
+	defer c.close()
+	for i := range 3 {
+		status, _, err := c.do(http.MethodPost, srv.URL+"/", []byte("{}"), 200)
+		if err != nil || status != 200 {
+			t.Fatalf("request %d: %d %v", i, status, err)
+		}
+		time.Sleep(300 * time.Millisecond) // the server closes the idle connection
+	}
+	if n := dials.Load(); n != 3 {
+		t.Errorf("%d connections, want 3 (one per request after each idle close)", n)
+	}
+}
+
+// TestWireClientDropsStrayBytes: bytes after a response are never read as
+// the next request's answer, whether they came with it or after it.
+func TestWireClientDropsStrayBytes(t *testing.T) {
+	defer func(d time.Duration) { idleCheck = d }(idleCheck)
+	idleCheck = 0
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				br := bufio.NewReader(nc)
+				for { // read one request head (no body: GET)
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				if i == 0 {
+					io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					time.Sleep(delay)
+					io.WriteString(nc, "HTTP/1.1 500 Stray\r\nContent-Length: 0\r\n\r\n")
+				} else {
+					io.WriteString(nc, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+				}
+				defer nc.Close()
+			}
+		}()
+		c := newWireClient(context.Background(), "")
+		url := "http://" + ln.Addr().String() + "/"
+		first, _, err1 := c.do(http.MethodGet, url, nil, 200)
+		time.Sleep(100 * time.Millisecond)
+		second, _, err2 := c.do(http.MethodGet, url, nil, 201)
+		c.close()
+		ln.Close()
+		<-done
+		if err1 != nil || err2 != nil || first != 200 || second != 201 {
+			t.Errorf("stray bytes after %s: got %d %v, then %d %v; want 200, then 201 on a new connection", delay, first, err1, second, err2)
+		}
+	}
+}
+
+// TestWireClientDeadlineMidBody: the end of the run also unblocks a
+// response whose body stalls.
+func TestWireClientDeadlineMidBody(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "abc")
+		w.(http.Flusher).Flush()
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release) // before Close, which waits for the handler
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	c := newWireClient(ctx, "")
+	defer c.close()
+	if status, _, err := c.do(http.MethodGet, srv.URL+"/", nil, 200); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("got %d %v, want a deadline error", status, err)
+	}
+}
+
+// TestWireClientTLS: https works, over HTTP/1.1.
+func TestWireClientTLS(t *testing.T) {
+	proto := make(chan string, 2)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto <- r.Proto
+		w.WriteHeader(http.StatusCreated)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c := newWireClient(context.Background(), "")
+	c.tls = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	defer c.close()
+	for range 2 {
+		status, _, err := c.do(http.MethodPost, srv.URL+"/v1/gateways", []byte("{}"), 201)
+		if err != nil || status != 201 {
+			t.Fatalf("got %d %v", status, err)
+		}
+		if p := <-proto; p != "HTTP/1.1" {
+			t.Errorf("server saw %s, want HTTP/1.1", p)
+		}
+	}
+	if len(c.conns) != 1 {
+		t.Errorf("%d connections kept, want 1", len(c.conns))
+	}
+}
+
+// TestURLForms: whatever -url spelling parseFlags accepts, both clients
+// load with it; what they cannot use exits 2.
+func TestURLForms(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	urls := []string{"HTTP://" + hostPort, "http://" + hostPort + "/"}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		v6 := httptest.NewUnstartedServer(srv.Config.Handler)
+		v6.Listener.Close()
+		v6.Listener = ln
+		v6.Start()
+		defer v6.Close()
+		urls = append(urls, v6.URL)
+	}
+	for _, u := range urls {
+		forClients(t, func(t *testing.T, client string) {
+			res, code, stderr := runJSON(t, "-client", client, "-url", u, "-scenario", "get", "-path", "/x", "-c", "2", "-d", "100ms", "-warmup", "0s", "-json")
+			if code != 0 || res.Requests == 0 || res.Errors != 0 {
+				t.Errorf("-url %s: exit %d requests %d errors %d %v %s", u, code, res.Requests, res.Errors, res.ErrorSamples, stderr)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"-url", "http://user:pw@" + hostPort},
+		{"-url", srv.URL + "?a=b"},
+		{"-url", srv.URL, "-path", "/with space"},
+		{"-url", srv.URL, "-path", "/line\r\nbreak"},
+	} {
+		args = append(args, "-scenario", "get", "-d", "10ms")
+		if args[2] != "-path" {
+			args = append(args, "-path", "/x")
+		}
+		if _, code, _ := runJSON(t, args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
 }
