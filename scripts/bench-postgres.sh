@@ -10,6 +10,7 @@
 #
 #   scripts/bench-postgres.sh            # BENCH_RUNS=3 BENCH_D=10s BENCH_C=32
 #   SWITCHYARD_DB_MAX_CONNS=8 scripts/bench-postgres.sh   # another pool size per node
+#   BENCH_CLIENT=net/http scripts/bench-postgres.sh       # the load tool's old client
 #
 # Needs the Debian PostgreSQL server binaries (apt-get install postgresql);
 # runs its own throwaway cluster as the postgres user on 127.0.0.1 and
@@ -22,6 +23,7 @@ C=${BENCH_C:-32}
 D=${BENCH_D:-10s}
 W=${BENCH_WARMUP:-2s}
 RUNS=${BENCH_RUNS:-3}
+CLIENT=${BENCH_CLIENT:-wire} # the load tool's -client (net/http: as before 3b75ad1)
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$bindir/initdb" ] || { echo "no PostgreSQL server binaries: apt-get install postgresql" >&2; exit 1; }
@@ -81,13 +83,14 @@ stop_nodes() {
 }
 
 load() { # url concurrency → prints "rps p99ms"
-	"$WORK/switchyard-load" -url "$1" -key "$KEY" -gateway "$GW" -scenario customer-create-card -c "$2" -d "$D" -warmup "$W" -json |
+	"$WORK/switchyard-load" -client "$CLIENT" -url "$1" -key "$KEY" -gateway "$GW" -scenario customer-create-card -c "$2" -d "$D" -warmup "$W" -json |
 		python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f %.2f %d" % (r["rps"], r["p99_ms"], r["errors"]))'
 }
 bare() {
-	"$WORK/switchyard-load" -scenario bare -c "$C" -d "$D" -warmup "$W" -json | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["rps"])'
+	"$WORK/switchyard-load" -client "$CLIENT" -scenario bare -c "$C" -d "$D" -warmup "$W" -json | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["rps"])'
 }
 
+echo "client: $CLIENT"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 printf '%-4s %-10s %-22s %-22s %-10s\n' run bare_rps one_node_rps/p99/err two_nodes_rps/p99/err two/one
 one() { # → "rps p99 errors" of one node with all C clients, on a fresh database
