@@ -135,12 +135,17 @@ func testUnfinished(t *testing.T, client string) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	res, code, stderr := runJSON(t, "-client", client, "-url", srv.URL, "-scenario", "get", "-path", "/slow", "-c", "3", "-d", "100ms", "-warmup", "0s", "-json")
-	if code != 0 || res.Requests != 0 || res.Errors != 0 || res.Unfinished != 3 || res.RPS != 0 {
-		t.Errorf("exit=%d requests=%d errors=%d unfinished=%d, want 0, 0, 3: %s", code, res.Requests, res.Errors, res.Unfinished, stderr)
-	}
-	if !strings.Contains(res.text(), " unfinished=3") {
-		t.Errorf("text %q lacks unfinished=3", res.text())
+	// Closed loop, and open loop with arrivals still queued at the end
+	// (never sent, so not unfinished).
+	for _, rate := range []string{"0", "1000"} {
+		res, code, stderr := runJSON(t, "-client", client, "-url", srv.URL, "-scenario", "get", "-path", "/slow", "-c", "3", "-d", "100ms", "-warmup", "0s",
+			"-rate", rate, "-json")
+		if code != 0 || res.Requests != 0 || res.Errors != 0 || res.Unfinished != 3 || res.RPS != 0 {
+			t.Errorf("-rate %s: exit=%d requests=%d errors=%d unfinished=%d, want 0, 0, 3: %s", rate, code, res.Requests, res.Errors, res.Unfinished, stderr)
+		}
+		if !strings.Contains(res.text(), " unfinished=3") {
+			t.Errorf("-rate %s: text %q lacks unfinished=3", rate, res.text())
+		}
 	}
 }
 

@@ -272,7 +272,9 @@ func drive(parent context.Context, hc *http.Client, cfg config, tgt target) resu
 					case <-ctx.Done():
 						return
 					case t, ok := <-arrivals:
-						if !ok {
+						if !ok || ctx.Err() != nil {
+							// select may pick a queued arrival after the end:
+							// it was never sent, so it is not unfinished.
 							return
 						}
 						once(w, t)
