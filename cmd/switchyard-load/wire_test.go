@@ -22,7 +22,6 @@ import (
 // real net/http server answering in every way net/http can frame a body.
 func TestWireClientAgainstNetHTTP(t *testing.T) {
 	big := strings.Repeat("x", 40<<10) // over every buffer: chunked, read in pieces
-	var dials atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/length", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
@@ -64,13 +63,7 @@ func TestWireClientAgainstNetHTTP(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 		io.WriteString(w, "final")
 	})
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			dials.Add(1)
-		}
-	}
-	srv.Start()
+	srv, dials := countingServer(mux, 0)
 	defer srv.Close()
 
 	c := newWireClient(context.Background(), "sk_test")
@@ -304,17 +297,9 @@ func oneShotServer(t *testing.T, answer string) string {
 func TestWireClientRedialsAfterServerClose(t *testing.T) {
 	defer func(d time.Duration) { idleCheck = d }(idleCheck)
 	idleCheck = 0
-	var dials atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, dials := countingServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
-	}))
-	srv.Config.IdleTimeout = 50 * time.Millisecond
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			dials.Add(1)
-		}
-	}
-	srv.Start()
+	}), 50*time.Millisecond)
 	defer srv.Close()
 	c := newWireClient(context.Background(), "")
 	defer c.close()
@@ -466,4 +451,19 @@ func TestURLForms(t *testing.T) {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
 	}
+}
+
+// countingServer starts h, closing connections idle for idle (0: never),
+// and counts the connections it accepts.
+func countingServer(h http.Handler, idle time.Duration) (*httptest.Server, *atomic.Int64) {
+	dials := new(atomic.Int64)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.IdleTimeout = idle
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	return srv, dials
 }
