@@ -173,7 +173,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 				return cfg, fmt.Errorf("-url must be an absolute http(s) URL, got %q", one)
 			}
 			if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-				return cfg, fmt.Errorf("-url must have no credentials, query or fragment, got %q", one)
+				return cfg, fmt.Errorf("-url must have no credentials, query or fragment, got %q", u.Redacted())
 			}
 			// url.Parse lower-cases the scheme; the wire client reads it as is.
 			cfg.urls = append(cfg.urls, u.Scheme+"://"+u.Host+strings.TrimRight(u.EscapedPath(), "/"))

@@ -19,7 +19,7 @@ import (
 // per worker and node, the request written in one system call from a
 // reused buffer, the response read with a bufio.Reader and discarded as it
 // arrives. It exists because the load tool shares the machine with the
-// server it measures: net/http's client spent 65 to 85 µs of CPU per
+// server it measures: net/http's client spent 62 to 86 µs of CPU per
 // request (a third of two cores at 7,500 req/s) on connection pools,
 // header maps and goroutines this loop never needs, and every microsecond
 // of it was taken from the server. Setup requests still go through
