@@ -438,7 +438,7 @@ func TestURLForms(t *testing.T) {
 		})
 	}
 	for _, args := range [][]string{
-		{"-url", "http://user:pw@" + hostPort},
+		{"-url", "http://user:pw@" + hostPort}, // and the error must not show the password
 		{"-url", srv.URL + "?a=b"},
 		{"-url", srv.URL, "-path", "/with space"},
 		{"-url", srv.URL, "-path", "/line\r\nbreak"},
@@ -447,8 +447,12 @@ func TestURLForms(t *testing.T) {
 		if args[2] != "-path" {
 			args = append(args, "-path", "/x")
 		}
-		if _, code, _ := runJSON(t, args...); code != 2 {
+		_, code, stderr := runJSON(t, args...)
+		if code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+		if strings.Contains(stderr, "pw@") {
+			t.Errorf("%q: the error shows the URL's password: %s", args, stderr)
 		}
 	}
 }
