@@ -225,6 +225,7 @@ func TestChargeBadInput(t *testing.T) {
 		{"amount before capture's type", map[string]any{"amount": 0, "currency": "AUD", "capture": "false", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
 		{"amount before currency's type", map[string]any{"amount": 0, "currency": 5, "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be greater than 0"},
 		{"amount's shape before the currency", map[string]any{"amount": "x", "currency": "ZZZ", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be a number"},
+		{"amount's ceiling before the currency", map[string]any{"amount": 2000000000, "currency": "XYZ", "customer_id": e.customer}, "", "ValidationError", "amount", "amount must be at most 1000000000"},
 		{"reference type", map[string]any{"amount": 10, "currency": "AUD", "reference": 5, "customer_id": e.customer}, "", "ValidationError", "reference", "reference must be a string"},
 		{"customer email before phone", map[string]any{"amount": 10, "currency": "AUD", "customer": map[string]any{"email": "bad", "phone": "x", "first_name": "A",
 			"payment_source": card(nil)["payment_source"]}}, "", "ValidationError", "customer.email", "email must be a valid email address"},

@@ -15,6 +15,17 @@ func FuzzParseAmount(f *testing.F) {
 			cur = aud
 		}
 		minor, err := ParseAmount("amount", text, cur)
+		// CheckAmountText, the currency-free half, never refuses what
+		// ParseAmount accepts, and refuses with ParseAmount's message
+		// whenever the decimals are not what fails.
+		if cerr := CheckAmountText("amount", text); cerr != nil {
+			if err == nil {
+				t.Fatalf("CheckAmountText(%q) = %v, but ParseAmount(%q, %s) accepts it", text, cerr, text, cur.Code)
+			}
+			if !strings.Contains(err.Error(), "decimal places") && cerr.Error() != err.Error() {
+				t.Fatalf("CheckAmountText(%q) = %v, ParseAmount = %v", text, cerr, err)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -89,8 +89,11 @@ func ParseAmount(field, text string, cur Currency) (int64, error) {
 }
 
 // CheckAmountText checks what of an amount needs no currency (spec §1.6):
-// present, a number (`^[0-9]+(\.[0-9]+)?$`), and greater than 0. Decimals
-// and range are ParseAmount's, once the currency is known.
+// present, a number (`^[0-9]+(\.[0-9]+)?$`), greater than 0 and at most
+// 1 000 000 000 major units (a bound in major units holds in every
+// currency). Decimals are ParseAmount's, once the currency is known. So an
+// amount out of range is reported as the amount's error even when the
+// currency after it in the field table is bad too (spec §3.4).
 func CheckAmountText(field, text string) error {
 	f := lastSegment(field)
 	if text == "" {
@@ -102,6 +105,14 @@ func CheckAmountText(field, text string) error {
 	}
 	if strings.Trim(intPart+frac, "0") == "" {
 		return errs.Invalidf(field, "%s must be greater than 0", f)
+	}
+	// Compare the integer part with maxMajor as digit strings: longer is
+	// larger; as long, the greater string is; equal, any non-zero decimal
+	// is over.
+	intPart = strings.TrimLeft(intPart, "0")
+	max := strconv.Itoa(maxMajor)
+	if len(intPart) > len(max) || (len(intPart) == len(max) && (intPart > max || (intPart == max && strings.Trim(frac, "0") != ""))) {
+		return errs.Invalidf(field, "%s must be at most %d", f, maxMajor)
 	}
 	return nil
 }

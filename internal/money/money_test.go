@@ -36,6 +36,35 @@ func checkInvalid(t *testing.T, err error, path, msg string) {
 	}
 }
 
+func TestCheckAmountText(t *testing.T) {
+	tests := []struct{ text, msg string }{
+		{"1", ""},
+		{"0.001", ""}, // decimals wait for the currency
+		{"999999999.999", ""},
+		{"1000000000", ""},
+		{"1000000000.000", ""},
+		{"0001000000000", ""},
+		{"1000000000.001", "amount must be at most 1000000000"},
+		{"1000000001", "amount must be at most 1000000000"},
+		{"2000000000", "amount must be at most 1000000000"},
+		{"99999999999", "amount must be at most 1000000000"},
+		{"", "amount is required"},
+		{"0.000", "amount must be greater than 0"},
+		{"-1", "amount must be a number"},
+		{"1e3", "amount must be a number"},
+	}
+	for _, tt := range tests {
+		err := CheckAmountText("amount", tt.text)
+		if tt.msg == "" {
+			if err != nil {
+				t.Errorf("CheckAmountText(%q) = %v, want nil", tt.text, err)
+			}
+			continue
+		}
+		checkInvalid(t, err, "amount", tt.msg)
+	}
+}
+
 func TestParseAmount(t *testing.T) {
 	const (
 		notNumber = "amount must be a number"
